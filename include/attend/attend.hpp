@@ -1,0 +1,23 @@
+// attend: scaled dot-product attention over Eigen tensors, with PyTorch's semantics.
+// The umbrella header: it only includes the public headers.
+#ifndef ATTEND_ATTEND_HPP
+#define ATTEND_ATTEND_HPP
+
+// Version and errors
+#include "attend/version.hpp"
+#include "attend/error.hpp"
+
+// Types and views
+#include "attend/types.hpp"
+#include "attend/tensor.hpp"
+#include "attend/mask.hpp"
+
+// Configuration, per-call options and scratch
+#include "attend/config.hpp"
+#include "attend/call_options.hpp"
+#include "attend/workspace.hpp"
+
+// The module
+#include "attend/module.hpp"
+
+#endif  // ATTEND_ATTEND_HPP

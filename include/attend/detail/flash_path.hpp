@@ -1,0 +1,129 @@
+#ifndef ATTEND_DETAIL_FLASH_PATH_HPP
+#define ATTEND_DETAIL_FLASH_PATH_HPP
+
+// The flash path: FlashAttention-2's forward loop on the CPU. Query tiles are the unit of work
+// (parallel over b, h and query tile); each walks the key/value tiles it can see with an online
+// softmax, so its scratch is O(tile) and nothing of size Nq x Nk ever exists.
+//
+// Per query tile (Br = 64 queries) and key tile (Bc = 64 keys):
+//   S^T = K_j · (scale · Q)^T              (Bc x Br)   micro-kernel, K read in place
+//   mask / causal on tiles that need it; S^T -> P^T = exp(S^T - m_new), l = α l + Σ_j P
+//   O^T = α ∘ O^T + V_j^T · P^T            (Dv x Br)   same micro-kernel, V read in place
+// and at the end out = O / l, lse = m + log l.
+
+#include <cstddef>  // std::size_t
+
+#include "attend/detail/kernel_traits.hpp"
+#include "attend/detail/microkernel.hpp"
+#include "attend/detail/online_softmax.hpp"
+#include "attend/detail/parallel.hpp"
+#include "attend/detail/problem.hpp"
+#include "attend/detail/tiles.hpp"
+
+namespace attend {
+namespace detail {
+
+/// Scratch of one flash worker, carved from one aligned block.
+template <typename T>
+struct FlashScratch {
+  using Acc = acc_t<T>;
+  using Traits = KernelTraits<Acc>;
+  static constexpr Index Br = Traits::kBlockQ;
+  static constexpr Index Bc = Traits::kBlockK;
+  static constexpr bool kConvert = !std::is_same_v<T, Acc>;
+
+  OnlineSoftmax<Acc, Traits::kBlockQ>* softmax;
+  Acc* qt;    // (D, Br)   Q^T of the tile, scaled
+  Acc* st;    // (Bc, Br)  S^T, then P^T
+  Acc* ot;    // (Dv, Br)  O^T, unnormalised
+  Acc* kbuf;  // (Bc, D)   converted keys (16-bit T only)
+  Acc* vbuf;  // (Bc, Dv)  converted values (16-bit T only)
+
+  static std::size_t bytes(Index D, Index Dv) {
+    std::size_t n = align_up(sizeof(OnlineSoftmax<Acc, Traits::kBlockQ>));
+    n += align_up(sizeof(Acc) * static_cast<std::size_t>(D * Br));
+    n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * Br));
+    n += align_up(sizeof(Acc) * static_cast<std::size_t>(Dv * Br));
+    if (kConvert) {
+      n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * D));
+      n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv));
+    }
+    return n;
+  }
+
+  FlashScratch(void* base, Index D, Index Dv) {
+    auto* p = static_cast<unsigned char*>(base);
+    auto take = [&p](std::size_t bytes) {
+      unsigned char* r = p;
+      p += align_up(bytes);
+      return r;
+    };
+    softmax = reinterpret_cast<OnlineSoftmax<Acc, Traits::kBlockQ>*>(take(sizeof(OnlineSoftmax<Acc, Traits::kBlockQ>)));
+    qt = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(D * Br)));
+    st = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * Br)));
+    ot = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Dv * Br)));
+    kbuf = kConvert ? reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * D))) : nullptr;
+    vbuf = kConvert ? reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv))) : nullptr;
+  }
+};
+
+/// One query tile of one (b, h): the whole FlashAttention-2 loop.
+template <typename T>
+void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScratch<T>& w) {
+  using Acc = acc_t<T>;
+  constexpr Index Br = FlashScratch<T>::Br;
+  constexpr Index Bc = FlashScratch<T>::Bc;
+  const Index nq = std::min(Br, pb.Nq - i0);
+  const Index hk = pb.kv_head(h);
+  const bool needs_mask = pb.has_mask();
+
+  // Prologue: Q^T, empty statistics, O^T = 0 (it is first written with accumulate = true after a
+  // rescale by α = 0, so it must hold finite numbers, not garbage that could be NaN).
+  pack_query_tile(pb, b, h, i0, nq, w.qt);
+  w.softmax->reset();
+  std::fill(w.ot, w.ot + pb.Dv * Br, Acc(0));
+
+  const Index j_end = visible_key_end(pb, i0, nq);
+  for (Index j0 = 0; j0 < j_end; j0 += Bc) {
+    const Index nk = std::min(Bc, j_end - j0);
+    Index ks = 0, vs = 0;
+    const Acc* kt = kv_rows(pb.k, b, hk, j0, nk, w.kbuf, ks);  // (nk, D), row stride ks
+
+    // S^T = K_j · Q^T: A(r = key, c = d) = kt[r * ks + c]
+    gemm_panel<Acc>(nk, pb.D, kt, ks, 1, w.qt, w.st, nullptr, false);
+    if (needs_mask || pb.causal != Causal::none) mask_score_tile(pb, b, h, i0, nq, j0, nk, w.st);
+    w.softmax->update(w.st, nk);
+    if (pb.dropout.active) dropout_tile(pb, b, h, i0, nq, j0, nk, w.st);
+
+    // O^T = α ∘ O^T + V_j^T · P^T: A(r = d, c = key) = vt[c * vs + r]
+    const Acc* vt = kv_rows(pb.v, b, hk, j0, nk, w.vbuf, vs);  // (nk, Dv), row stride vs
+    gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st, w.ot, w.softmax->rescale, true);
+  }
+
+  // Epilogue: normalise once, write out and lse.
+  write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+}
+
+/// Bytes of scratch the flash path needs for `workers` workers.
+template <typename T>
+std::size_t flash_workspace_bytes(Index D, Index Dv, int workers) {
+  return FlashScratch<T>::bytes(D, Dv) * static_cast<std::size_t>(workers);
+}
+
+template <typename T>
+void run_flash(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+  constexpr Index Br = FlashScratch<T>::Br;
+  const Index tiles = (pb.Nq + Br - 1) / Br;
+  const std::size_t per_worker = FlashScratch<T>::bytes(pb.D, pb.Dv);
+  parallel_for(device, worker_count(device), pb.B * pb.Hq * tiles, [&](int worker, Index item) {
+    FlashScratch<T> w(static_cast<unsigned char*>(workspace) + per_worker * static_cast<std::size_t>(worker), pb.D,
+                      pb.Dv);
+    const Index bh = item / tiles;
+    flash_query_tile(pb, bh / pb.Hq, bh % pb.Hq, (item % tiles) * Br, w);
+  });
+}
+
+}  // namespace detail
+}  // namespace attend
+
+#endif  // ATTEND_DETAIL_FLASH_PATH_HPP

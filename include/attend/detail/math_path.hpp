@@ -1,0 +1,90 @@
+#ifndef ATTEND_DETAIL_MATH_PATH_HPP
+#define ATTEND_DETAIL_MATH_PATH_HPP
+
+// The math path: attention exactly as BS-RoFormer's naive `Attend` writes it,
+//   sim  = einsum('b h i d, b h j d -> b h i j', q, k) * scale
+//   attn = softmax(sim + mask, dim = j);  attn = dropout(attn)
+//   out  = einsum('b h i j, b h j d -> b h i d', attn, v)
+// one (b, h) at a time with Eigen tensor contractions. It materialises the (Nq, Nk) scores, so it
+// needs O(Nq * Nk) memory per worker; it is the readable oracle the other paths are tested against.
+
+#include <cmath>   // std::exp, std::log, std::isnan
+#include <limits>  // std::numeric_limits
+
+#include "attend/detail/parallel.hpp"
+#include "attend/detail/problem.hpp"
+
+namespace attend {
+namespace detail {
+
+template <typename T>
+void run_math(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device) {
+  using Acc = acc_t<T>;
+  using Mat = Eigen::Tensor<Acc, 2, Eigen::RowMajor, Index>;
+  constexpr Acc kNegInf = -std::numeric_limits<Acc>::infinity();
+  const Index B = pb.B, Hq = pb.Hq, Nq = pb.Nq, Nk = pb.Nk, D = pb.D, Dv = pb.Dv;
+
+  parallel_for(device, worker_count(device), B * Hq, [&](int, Index bh) {
+    const Index b = bh / Hq, h = bh % Hq, hk = pb.kv_head(h);
+
+    Mat q(Nq, D);   // (Nq, D)
+    Mat k(Nk, D);   // (Nk, D)
+    Mat v(Nk, Dv);  // (Nk, Dv)
+    for (Index i = 0; i < Nq; ++i)
+      for (Index d = 0; d < D; ++d) q(i, d) = static_cast<Acc>(pb.q(b, h, i, d));
+    for (Index j = 0; j < Nk; ++j) {
+      for (Index d = 0; d < D; ++d) k(j, d) = static_cast<Acc>(pb.k(b, hk, j, d));
+      for (Index d = 0; d < Dv; ++d) v(j, d) = static_cast<Acc>(pb.v(b, hk, j, d));
+    }
+
+    // sim = einsum('i d, j d -> i j', q, k) * scale
+    const Eigen::array<Eigen::IndexPair<Index>, 1> over_d = {Eigen::IndexPair<Index>(1, 1)};
+    Mat sim = q.contract(k, over_d) * pb.scale;  // (Nq, Nk)
+
+    // attn = softmax over j of (sim + mask); a row with no visible key becomes 0 (PyTorch's
+    // _safe_softmax), a NaN anywhere in a row makes the whole row NaN.
+    Mat attn(Nq, Nk);  // (Nq, Nk)
+    for (Index i = 0; i < Nq; ++i) {
+      Acc m = kNegInf;
+      for (Index j = 0; j < Nk; ++j) {
+        Acc s = sim(i, j);
+        if (!pb.causal_visible(i, j)) {
+          s = kNegInf;
+        } else if (pb.keep != nullptr) {
+          if (!pb.keep[pb.mask_offset(b, h, i, j)]) s = kNegInf;
+        } else if (pb.bias != nullptr) {
+          s += static_cast<Acc>(pb.bias[pb.mask_offset(b, h, i, j)]);
+        }
+        attn(i, j) = s;
+        if (s > m || std::isnan(s)) m = std::isnan(m) ? m : s;
+      }
+      Acc l = 0;
+      if (m == kNegInf) {
+        for (Index j = 0; j < Nk; ++j) attn(i, j) = 0;
+      } else {
+        for (Index j = 0; j < Nk; ++j) {
+          attn(i, j) = std::exp(attn(i, j) - m);
+          l += attn(i, j);
+        }
+        for (Index j = 0; j < Nk; ++j) attn(i, j) /= l;
+      }
+      if (pb.lse.data() != nullptr) pb.lse(b, h, i) = m == kNegInf ? kNegInf : m + std::log(l);
+      if (pb.dropout.active) {
+        pb.dropout.apply_row(b, h, i, 0, Nk, &attn(i, 0), 1);
+        const Acc keep_scale = static_cast<Acc>(pb.dropout.keep_scale);
+        for (Index j = 0; j < Nk; ++j) attn(i, j) *= keep_scale;
+      }
+    }
+
+    // out = einsum('i j, j d -> i d', attn, v)
+    const Eigen::array<Eigen::IndexPair<Index>, 1> over_j = {Eigen::IndexPair<Index>(1, 0)};
+    Mat o = attn.contract(v, over_j);  // (Nq, Dv)
+    for (Index i = 0; i < Nq; ++i)
+      for (Index d = 0; d < Dv; ++d) pb.out(b, h, i, d) = static_cast<T>(o(i, d));
+  });
+}
+
+}  // namespace detail
+}  // namespace attend
+
+#endif  // ATTEND_DETAIL_MATH_PATH_HPP

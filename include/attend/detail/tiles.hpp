@@ -1,0 +1,122 @@
+#ifndef ATTEND_DETAIL_TILES_HPP
+#define ATTEND_DETAIL_TILES_HPP
+
+// Tile-level steps shared by the flash and mem_efficient paths: packing a query tile, reading a
+// key/value tile in the accumulation type, masking a score tile, dropout, and the epilogue.
+// Scores are transposed, s[jj * Br + ii] for key j0 + jj and query i0 + ii (see microkernel.hpp).
+
+#include <algorithm>  // std::min, std::max
+#include <limits>     // std::numeric_limits
+#include <type_traits>
+
+#include "attend/detail/kernel_traits.hpp"
+#include "attend/detail/online_softmax.hpp"
+#include "attend/detail/problem.hpp"
+
+namespace attend {
+namespace detail {
+
+/// Q^T of one query tile, pre-multiplied by the scale: qt[d * Br + ii] = scale * q[b, h, i0 + ii, d],
+/// and 0 in the columns past the last query (nq < Br), whose results are never written out.
+template <typename T>
+void pack_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, acc_t<T>* qt) {
+  using Acc = acc_t<T>;
+  constexpr Index Br = KernelTraits<Acc>::kBlockQ;
+  for (Index d = 0; d < pb.D; ++d) {
+    for (Index ii = nq; ii < Br; ++ii) qt[d * Br + ii] = Acc(0);
+  }
+  for (Index ii = 0; ii < nq; ++ii) {
+    const T* row = &pb.q(b, h, i0 + ii, 0);
+    for (Index d = 0; d < pb.D; ++d) qt[d * Br + ii] = pb.scale * static_cast<Acc>(row[d]);
+  }
+}
+
+/// Rows [j0, j0 + n) of k or v for (b, kv head hk) as Acc: in place when T is Acc (returns the
+/// source and its row stride), else converted into `buf` (row stride = the row length).
+template <typename T>
+const acc_t<T>* kv_rows(const ConstView<T, 4>& x, Index b, Index hk, Index j0, Index n, acc_t<T>* buf,
+                        Index& row_stride) {
+  using Acc = acc_t<T>;
+  const T* src = &x(b, hk, j0, 0);
+  if constexpr (std::is_same_v<T, Acc>) {
+    row_stride = x.stride(2);
+    return src;
+  } else {
+    const Index len = x.dimension(3);
+    for (Index j = 0; j < n; ++j) {
+      const T* r = src + j * x.stride(2);
+      Acc* o = buf + j * len;
+      for (Index d = 0; d < len; ++d) o[d] = static_cast<Acc>(r[d]);
+    }
+    row_stride = len;
+    return buf;
+  }
+}
+
+/// The key range a query tile can see under causality: [0, end). end <= 0 means none.
+template <typename T>
+Index visible_key_end(const Problem<T>& pb, Index i0, Index nq) {
+  if (pb.causal == Causal::none) return pb.Nk;
+  return std::min(pb.Nk, std::max<Index>(0, i0 + nq + pb.causal_offset));
+}
+
+/// Applies causality (where the tile crosses the diagonal) and the mask to a score tile.
+/// Masked scores are overwritten with -inf, not added to, so a NaN or Inf in a hidden key cannot leak.
+template <typename T>
+void mask_score_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, Index j0, Index nk, acc_t<T>* s) {
+  using Acc = acc_t<T>;
+  constexpr Index Br = KernelTraits<Acc>::kBlockQ;
+  constexpr Acc kNegInf = -std::numeric_limits<Acc>::infinity();
+  // The first query sees keys up to i0 + offset; if the tile's last key is within that, no query
+  // of the tile is cut by the diagonal.
+  if (pb.causal != Causal::none && j0 + nk - 1 > i0 + pb.causal_offset) {
+    for (Index ii = 0; ii < nq; ++ii) {
+      const Index first_hidden = std::max<Index>(0, i0 + ii + pb.causal_offset + 1 - j0);
+      for (Index jj = first_hidden; jj < nk; ++jj) s[jj * Br + ii] = kNegInf;
+    }
+  }
+  if (pb.keep != nullptr) {
+    for (Index ii = 0; ii < nq; ++ii) {
+      const bool* m = pb.keep + pb.mask_offset(b, h, i0 + ii, j0);
+      const Index js = pb.mask_strides[3];
+      for (Index jj = 0; jj < nk; ++jj) {
+        if (!m[jj * js]) s[jj * Br + ii] = kNegInf;
+      }
+    }
+  } else if (pb.bias != nullptr) {
+    for (Index ii = 0; ii < nq; ++ii) {
+      const T* m = pb.bias + pb.mask_offset(b, h, i0 + ii, j0);
+      const Index js = pb.mask_strides[3];
+      for (Index jj = 0; jj < nk; ++jj) s[jj * Br + ii] += static_cast<Acc>(m[jj * js]);
+    }
+  }
+}
+
+/// Zeroes the dropped probabilities of a tile (after the row sums took them in).
+template <typename T>
+void dropout_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, Index j0, Index nk, acc_t<T>* p) {
+  constexpr Index Br = KernelTraits<acc_t<T>>::kBlockQ;
+  for (Index ii = 0; ii < nq; ++ii) pb.dropout.apply_row(b, h, i0 + ii, j0, nk, p + ii, Br);
+}
+
+/// Writes out[b, h, i0 + ii, :] = O^T[:, ii] / row_sum (times 1/(1-p) under dropout) and the lse.
+template <typename T, int Br>
+void write_tile_output(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, const acc_t<T>* ot,
+                       const OnlineSoftmax<acc_t<T>, Br>& sm) {
+  using Acc = acc_t<T>;
+  const Acc extra = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
+  for (Index ii = 0; ii < nq; ++ii) {
+    const Acc inv = sm.inv_sum(static_cast<int>(ii), extra);
+    T* row = &pb.out(b, h, i0 + ii, 0);
+    for (Index d = 0; d < pb.Dv; ++d) row[d] = static_cast<T>(ot[d * Br + ii] * inv);
+    if (pb.lse.data() != nullptr) pb.lse(b, h, i0 + ii) = sm.lse(static_cast<int>(ii));
+  }
+}
+
+/// Rounds a byte count up to the scratch alignment.
+inline std::size_t align_up(std::size_t bytes, std::size_t align = 64) { return (bytes + align - 1) / align * align; }
+
+}  // namespace detail
+}  // namespace attend
+
+#endif  // ATTEND_DETAIL_TILES_HPP

@@ -4,11 +4,14 @@
 // One validated attention call, as every path sees it: the views, the sizes under their names, and
 // the mask reduced to pointers and strides with broadcast dimensions at stride 0.
 
-#include <cmath>    // std::isfinite
-#include <cstdint>  // std::uintptr_t
-#include <limits>   // std::numeric_limits
-#include <sstream>  // std::ostringstream
-#include <string>   // std::string
+#include <algorithm>  // std::sort
+#include <array>      // std::array
+#include <cmath>      // std::isfinite
+#include <cstdint>    // std::uintptr_t
+#include <limits>     // std::numeric_limits
+#include <sstream>    // std::ostringstream
+#include <string>     // std::string
+#include <utility>    // std::pair
 
 #include "attend/call_options.hpp"
 #include "attend/config.hpp"
@@ -117,6 +120,27 @@ void check_view(const char* name, const TensorView<V, Rank>& t) {
   }
 }
 
+/// Whether two different indices of a view (positive strides) may reach the same element. False when,
+/// with the dimensions of size > 1 ordered by stride, each stride exceeds the largest offset the smaller
+/// ones reach: a sufficient condition for distinct elements that every tensor, map and packed-buffer
+/// view (such as the (B, N, H * Dv) input of an output projection) meets.
+template <typename V, int Rank>
+bool may_self_overlap(const TensorView<V, Rank>& t) {
+  std::array<std::pair<Index, Index>, Rank> ds{};  // (stride, size) of the dimensions of size > 1
+  int n = 0;
+  for (int r = 0; r < Rank; ++r) {
+    if (t.dimension(r) > 1) ds[static_cast<std::size_t>(n++)] = {t.stride(r), t.dimension(r)};
+  }
+  std::sort(ds.begin(), ds.begin() + n);
+  Index reach = 0;  // the largest offset the dimensions so far reach
+  for (int r = 0; r < n; ++r) {
+    const auto& sd = ds[static_cast<std::size_t>(r)];
+    if (sd.first <= reach) return true;
+    reach += (sd.second - 1) * sd.first;
+  }
+  return false;
+}
+
 /// Validates a call and builds its Problem; throws attend::Error before anything is written.
 template <typename T>
 Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
@@ -135,26 +159,27 @@ Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, cons
   pb.Hkv = k.dimension(1);
   pb.Nk = k.dimension(2);
   pb.Dv = v.dimension(3);
-  const std::string shapes = "q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v);
+  // Built only when an error is thrown: a valid call must not allocate (see CallOptions::workspace).
+  const auto shapes = [&q, &k, &v] { return "q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v); };
 
   if (k.dimension(0) != pb.B || v.dimension(0) != pb.B) {
-    throw Error("q, k and v must have the same batch size B (dimension 0): " + shapes);
+    throw Error("q, k and v must have the same batch size B (dimension 0): " + shapes());
   }
   if (k.dimension(3) != pb.D) {
-    throw Error("q and k must have the same head dimension D (dimension 3): " + shapes);
+    throw Error("q and k must have the same head dimension D (dimension 3): " + shapes());
   }
   if (v.dimension(1) != pb.Hkv) {
-    throw Error("k and v must have the same number of heads Hkv (dimension 1): " + shapes);
+    throw Error("k and v must have the same number of heads Hkv (dimension 1): " + shapes());
   }
   if (v.dimension(2) != pb.Nk) {
-    throw Error("k and v must have the same sequence length Nk (dimension 2): " + shapes);
+    throw Error("k and v must have the same sequence length Nk (dimension 2): " + shapes());
   }
-  if (pb.D == 0) throw Error("the head dimension D must be at least 1: " + shapes);
+  if (pb.D == 0) throw Error("the head dimension D must be at least 1: " + shapes());
   if (pb.Hkv == 0 && pb.Hq != 0) throw Error("k and v have no heads (Hkv = 0) but q has Hq = " +
-                                             std::to_string(pb.Hq) + ": " + shapes);
+                                             std::to_string(pb.Hq) + ": " + shapes());
   if (pb.Hkv > 0 && pb.Hq % pb.Hkv != 0) {
     throw Error("the query heads Hq = " + std::to_string(pb.Hq) + " must be a multiple of the key/value heads Hkv = " +
-                std::to_string(pb.Hkv) + " (grouped-query attention): " + shapes);
+                std::to_string(pb.Hkv) + " (grouped-query attention): " + shapes());
   }
   pb.group = pb.Hkv > 0 ? pb.Hq / pb.Hkv : 1;
 
@@ -162,11 +187,15 @@ Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, cons
   const TensorView<T, 4> out = out_or_null != nullptr ? *out_or_null : TensorView<T, 4>();
   if (out_or_null != nullptr) {
     check_view("out", out);
+    if (may_self_overlap(out)) {
+      throw Error("out has strides " + strides_str(out) + " for shape " + shape_str(out) +
+                  ": two of its elements share memory, so the result would depend on the order of the writes");
+    }
     const Index want_out[4] = {pb.B, pb.Hq, pb.Nq, pb.Dv};
     for (int r = 0; r < 4; ++r) {
       if (out.dimension(r) != want_out[r]) {
         throw Error("out has shape " + shape_str(out) + " but must be (B, Hq, Nq, Dv) = " + shape_str(want_out, 4) +
-                    " for " + shapes);
+                    " for " + shapes());
       }
     }
   }
@@ -176,7 +205,7 @@ Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, cons
     for (int r = 0; r < 3; ++r) {
       if (opt.lse.dimension(r) != want_lse[r]) {
         throw Error("lse has shape " + shape_str(opt.lse) + " but must be (B, Hq, Nq) = " + shape_str(want_lse, 3) +
-                    " for " + shapes);
+                    " for " + shapes());
       }
     }
     if (opt.lse.size() > 0 && opt.lse.data() == nullptr) throw Error("lse has a shape but no data (null pointer)");
@@ -184,6 +213,10 @@ Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, cons
       if (opt.lse.size() > 0 && opt.lse.stride(r) <= 0) {
         throw Error("lse has strides " + strides_str(opt.lse) + ": strides must be positive");
       }
+    }
+    if (may_self_overlap(opt.lse)) {
+      throw Error("lse has strides " + strides_str(opt.lse) + " for shape " + shape_str(opt.lse) +
+                  ": two of its elements share memory");
     }
   }
 
@@ -194,7 +227,7 @@ Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, cons
       {"q", byte_span(q)}, {"k", byte_span(k)}, {"v", byte_span(v)}};
   for (const auto& in : inputs) {
     if (spans_overlap(out_span, in.second)) {
-      throw Error(std::string("out overlaps the memory of ") + in.first + " (" + shapes + ", out " + shape_str(out) +
+      throw Error(std::string("out overlaps the memory of ") + in.first + " (" + shapes() + ", out " + shape_str(out) +
                   "): the output must not alias an input");
     }
     if (spans_overlap(lse_span, in.second)) {
@@ -210,13 +243,13 @@ Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, cons
     const char* kind = m.kind() == Mask<T>::Kind::keep ? "bool mask" : "additive mask";
     const Index full[4] = {pb.B, pb.Hq, pb.Nq, pb.Nk};
     const char* names[4] = {"B", "Hq", "Nq", "Nk"};
-    std::string mshape = shape_str(m.dims().data(), 4);
+    const auto mshape = [&m] { return shape_str(m.dims().data(), 4); };  // only for messages: no allocation
     if (m.rank() < 1 || m.rank() > 4) throw Error(std::string(kind) + " must have rank 1 to 4");
     bool any = true;
     for (int r = 0; r < 4; ++r) {
       const Index d = m.dims()[static_cast<std::size_t>(r)];
       if (d != full[r] && d != 1) {
-        throw Error(std::string(kind) + " of shape " + mshape + " (rank " + std::to_string(m.rank()) +
+        throw Error(std::string(kind) + " of shape " + mshape() + " (rank " + std::to_string(m.rank()) +
                     ", padded on the left to 4) does not broadcast to (B, Hq, Nq, Nk) = " + shape_str(full, 4) +
                     ": dimension " + names[r] + " is " + std::to_string(d) + ", must be " + std::to_string(full[r]) +
                     " or 1");
@@ -226,7 +259,7 @@ Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, cons
     const void* data = m.kind() == Mask<T>::Kind::keep ? static_cast<const void*>(m.keep_data())
                                                        : static_cast<const void*>(m.additive_data());
     const bool nonempty = any && pb.B * pb.Hq * pb.Nq * pb.Nk > 0;
-    if (nonempty && data == nullptr) throw Error(std::string(kind) + " has shape " + mshape + " but no data");
+    if (nonempty && data == nullptr) throw Error(std::string(kind) + " has shape " + mshape() + " but no data");
     for (int r = 0; r < 4; ++r) {
       const Index d = m.dims()[static_cast<std::size_t>(r)];
       const Index s = m.strides()[static_cast<std::size_t>(r)];
@@ -267,7 +300,7 @@ Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, cons
   if (pb.dropout.active) {
     constexpr Index kWord = Index(1) << 32;
     if (pb.Nq >= kWord || pb.Nk / 4 >= kWord || pb.B * pb.Hq >= kWord) {
-      throw Error("dropout's Philox counter holds i, j / 4 and b * Hq + h in 32 bits each; " + shapes +
+      throw Error("dropout's Philox counter holds i, j / 4 and b * Hq + h in 32 bits each; " + shapes() +
                   " exceeds that");
     }
   }

@@ -86,6 +86,7 @@ class Attend {
   /// Attention into a new (B, Hq, Nq, Dv) tensor.
   Tensor<T, 4> operator()(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                           const CallOptions<T>& options = {}) const {
+    choose(problem(q, k, v, nullptr, options), nullptr);  // validate before sizing a tensor by the inputs
     Tensor<T, 4> out(q.dimension(0), q.dimension(1), q.dimension(2), v.dimension(3));
     forward(q, k, v, TensorView<T, 4>(out), options);
     return out;
@@ -102,8 +103,7 @@ class Attend {
   void forward(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                const TensorView<T, 4>& out, const CallOptions<T>& options = {}) const {
     const detail::Problem<T> pb = problem(q, k, v, &out, options);
-    const Dispatch d = select(pb);
-    if (options.dispatch != nullptr) *options.dispatch = d;
+    const Path path = choose(pb, options.dispatch);  // reasons are built only when asked for
     if (pb.B * pb.Hq * pb.Nq == 0) return;
     if (pb.Nk == 0) {  // no key at all: every row sees nothing, so 0 and lse -inf, on every path
       for (Index b = 0; b < pb.B; ++b)
@@ -114,16 +114,16 @@ class Attend {
           }
       return;
     }
-    if (d.path == Path::math) {
+    if (path == Path::math) {
       detail::run_math(pb, options.device);
       return;
     }
     const int workers = detail::worker_count(options.device);
-    const std::size_t bytes = scratch_bytes(pb, d.path, workers);
+    const std::size_t bytes = scratch_bytes(pb, path, workers);
     Workspace local;
     Workspace& ws = options.workspace != nullptr ? *options.workspace : local;
     ws.reserve(bytes);
-    if (d.path == Path::flash) {
+    if (path == Path::flash) {
       detail::run_flash(pb, options.device, ws.data());
     } else {
       detail::run_mem_efficient(pb, options.device, ws.data());
@@ -144,7 +144,7 @@ class Attend {
   std::size_t workspace_bytes(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                               const CallOptions<T>& options = {}) const {
     const detail::Problem<T> pb = problem(q, k, v, nullptr, options);
-    return scratch_bytes(pb, select(pb).path, detail::worker_count(options.device));
+    return scratch_bytes(pb, choose(pb, nullptr), detail::worker_count(options.device));
   }
 
  private:
@@ -157,37 +157,44 @@ class Attend {
 
   Dispatch select(const detail::Problem<T>& pb) const {
     Dispatch d;
-    if (!flash_) {
-      d.path = Path::math;
-      d.flash_reason = "Attend was constructed with flash = false";
-      d.mem_efficient_reason = "Attend was constructed with flash = false";
-      return d;
-    }
-    const std::string too_big = "head dimensions D = " + std::to_string(pb.D) + ", Dv = " + std::to_string(pb.Dv) +
-                                " exceed the tiled kernels' limit of " + std::to_string(kMaxTiledHeadDim);
-    const bool fits = pb.D <= kMaxTiledHeadDim && pb.Dv <= kMaxTiledHeadDim;
-    if (!config_.enable_flash) {
-      d.flash_reason = "disabled in FlashAttentionConfig";
-    } else if (!fits) {
-      d.flash_reason = too_big;
-    } else {
-      d.path = Path::flash;
-      return d;
-    }
-    if (!config_.enable_mem_efficient) {
-      d.mem_efficient_reason = "disabled in FlashAttentionConfig";
-    } else if (!fits) {
-      d.mem_efficient_reason = too_big;
-    } else {
-      d.path = Path::mem_efficient;
-      return d;
-    }
-    if (!config_.enable_math) {
-      throw Error("no enabled path can serve this call: flash: " + d.flash_reason +
-                  "; mem_efficient: " + d.mem_efficient_reason + "; math: disabled in FlashAttentionConfig");
-    }
-    d.path = Path::math;
+    choose(pb, &d);
     return d;
+  }
+
+  /// The path a call takes; throws if no enabled path can serve it. The reasons the paths before it
+  /// were passed over are written to `reasons` only if it is set: building them allocates, and a call
+  /// with a Workspace must allocate nothing.
+  Path choose(const detail::Problem<T>& pb, Dispatch* reasons) const {
+    const bool fits = pb.D <= kMaxTiledHeadDim && pb.Dv <= kMaxTiledHeadDim;
+    Path path = Path::math;
+    if (!flash_) {
+      path = Path::math;
+    } else if (config_.enable_flash && fits) {
+      path = Path::flash;
+    } else if (config_.enable_mem_efficient && fits) {
+      path = Path::mem_efficient;
+    } else if (config_.enable_math) {
+      path = Path::math;
+    } else {
+      throw Error("no enabled path can serve this call: flash: " + why_not(pb, config_.enable_flash) +
+                  "; mem_efficient: " + why_not(pb, config_.enable_mem_efficient) +
+                  "; math: disabled in FlashAttentionConfig");
+    }
+    if (reasons != nullptr) {
+      reasons->path = path;
+      reasons->flash_reason = path == Path::flash ? std::string() : why_not(pb, config_.enable_flash);
+      reasons->mem_efficient_reason =
+          path != Path::math ? std::string() : why_not(pb, config_.enable_mem_efficient);
+    }
+    return path;
+  }
+
+  /// Why a tiled path (enabled or not in the config) did not serve the call.
+  std::string why_not(const detail::Problem<T>& pb, bool enabled) const {
+    if (!flash_) return "Attend was constructed with flash = false";
+    if (!enabled) return "disabled in FlashAttentionConfig";
+    return "head dimensions D = " + std::to_string(pb.D) + ", Dv = " + std::to_string(pb.Dv) +
+           " exceed the tiled kernels' limit of " + std::to_string(kMaxTiledHeadDim);
   }
 
   static std::size_t scratch_bytes(const detail::Problem<T>& pb, Path path, int workers) {

@@ -1,0 +1,690 @@
+// attend_bench: throughput of attend's three paths (flash, mem_efficient, math) on the shapes that
+// matter to BS-RoFormer / Mel-RoFormer and to long-context inference, next to the machine's own
+// ceilings measured in the same process.
+//
+// Rows are named  <path>/<type>/<shape>/<threads>  (Google Benchmark appends "/real_time"), e.g.
+//   flash/f32/bsr_time/2      mem_efficient/bf16/long4k/1      math/f64/bsr_freq/2
+//
+//   shape          B    Hq  Hkv  Nq     Nk     D    notes
+//   bsr_time       62   8   8    801    801    64   BS-RoFormer time transformer
+//   bsr_freq       801  8   8    62     62     64   BS-RoFormer frequency transformer
+//   long4k         1    8   8    4096   4096   64
+//   causal2k_d128  1    16  16   2048   2048   128  Causal::top_left
+//   decode_gqa     1    32  8    1      4096   128  one decode step, GQA; memory-bound
+//   long16k        1    1   1    16384  16384  64   math only with --math16k (needs > 2 GiB)
+//
+// Counters (JSON: same names; the console prints rates with a "/s" suffix):
+//   FLOPS      4·B·Hq·Nq·Nk·D per call (half of that for the causal square shape) per second.
+//   peak_frac  FLOPS / the fp32 FMA peak of this many threads, measured at startup by a
+//              register-only FMA loop (24 independent SIMD accumulators per thread, all threads at
+//              once, best of 5). f64 rows are also divided by the fp32 peak: their own ceiling is 0.5.
+//   bw_frac    decode rows only: bytes of K and V read per second / the read bandwidth of this many
+//              threads, measured at startup by streaming a buffer much larger than the L3 (best of 3).
+//              Decode rows rotate through enough copies of K and V (>= 4x the L3) that every call
+//              reads them from DRAM, as a real decode step does.
+//   bytes_per_second  decode rows only: K and V bytes per second.
+// The measured peaks are printed to stderr and stored in the JSON "context" as
+// attend_fp32_peak_GFLOPS_<n>t and attend_read_bw_GBps_<n>t.
+//
+// Method: inputs are uniform random in [-1, 1) from a fixed seed, made once per (type, shape) and
+// reused by consecutive rows; the output and a Workspace sized by workspace_bytes() are made before
+// the timed loop, and one untimed warm-up call runs first, so flash and mem_efficient allocate
+// nothing in the loop (math allocates its Eigen temporaries, as it always does). A path is forced
+// with a FlashAttentionConfig that enables only it (flash = true); the warm-up checks the path
+// taken. threads = n uses Eigen::ThreadPool(n) + ThreadPoolDevice in CallOptions::device;
+// threads = 1 passes no device. Times are wall-clock (UseRealTime).
+//
+// Flags (ours; everything else goes to Google Benchmark):
+//   (none)               quick default set: f32, 2 threads, every shape, all three paths
+//                        (no math/long16k); about a minute on 2 cores.
+//   --full               every row: f32 on every shape; bf16 and f16 on bsr_time, bsr_freq, long4k,
+//                        decode_gqa; f64 on bsr_freq, long4k; threads 1 and 2; all paths.
+//   --benchmark_filter=R also selects from the full set (R is Google Benchmark's regex).
+//   --threads=1,2        thread counts to register (default: 2 quick, 1,2 full).
+//   --math16k            also register math/<type>/long16k (materialises 16384² scores: > 2 GiB).
+//   --no_peaks           skip the startup peak and bandwidth measurements (no peak_frac, bw_frac).
+//   --bw_mib=1024        size of the bandwidth probe buffer in MiB.
+//   --memory_probe=P     no benchmarks: run ONE attention call on path P (flash, mem_efficient, math)
+//                        with shape (1, 1, N, N, 64) and print its memory use, for /usr/bin/time -v:
+//     --probe_n=16384      N (default 16384)
+//     --probe_type=f32     f32, f64, bf16 or f16
+//     --probe_threads=1    threads
+//   --attend_help        print this list.
+// Unless --benchmark_min_time is given, it defaults to 0.2 s per row.
+//
+// Commands (from the repository root):
+//   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DATTEND_BUILD_TESTS=OFF \
+//         -DATTEND_BUILD_EXAMPLES=OFF && cmake --build build-bench -j2 --target attend_bench
+//   build-bench/bench/attend_bench                                    # quick set
+//   build-bench/bench/attend_bench --full --benchmark_out=full.json --benchmark_out_format=json
+//   build-bench/bench/attend_bench --benchmark_filter='^flash/(bf16|f16)/' --threads=1,2
+//   build-bench/bench/attend_bench --full --benchmark_repetitions=5 \
+//         --benchmark_report_aggregates_only=true                       # medians
+//   python3 bench/report.py full.json > table.md                         # markdown table
+//   /usr/bin/time -v build-bench/bench/attend_bench --memory_probe=flash  # peak RSS, long16k
+//   /usr/bin/time -v build-bench/bench/attend_bench --memory_probe=math
+
+#include <attend/attend.hpp>
+#include <benchmark/benchmark.h>
+
+#include <unistd.h>  // sysconf
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using attend::Index;
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------------
+// Shapes
+
+struct Shape {
+  const char* name;
+  Index B, Hq, Hkv, Nq, Nk, D;
+  attend::Causal causal;
+  bool decode;  // memory-bound: report bw_frac
+};
+
+const Shape kShapes[] = {
+    {"bsr_time", 62, 8, 8, 801, 801, 64, attend::Causal::none, false},
+    {"bsr_freq", 801, 8, 8, 62, 62, 64, attend::Causal::none, false},
+    {"long4k", 1, 8, 8, 4096, 4096, 64, attend::Causal::none, false},
+    {"causal2k_d128", 1, 16, 16, 2048, 2048, 128, attend::Causal::top_left, false},
+    {"decode_gqa", 1, 32, 8, 1, 4096, 128, attend::Causal::none, true},
+    {"long16k", 1, 1, 1, 16384, 16384, 64, attend::Causal::none, false},
+};
+
+double flops_per_call(const Shape& s) {
+  double f = 4.0 * double(s.B) * double(s.Hq) * double(s.Nq) * double(s.Nk) * double(s.D);
+  if (s.causal != attend::Causal::none && s.Nq == s.Nk) f *= 0.5;
+  return f;
+}
+
+template <typename T>
+double kv_bytes_per_call(const Shape& s) {
+  return 2.0 * double(s.B) * double(s.Hkv) * double(s.Nk) * double(s.D) * double(sizeof(T));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine ceilings, measured once at startup
+
+std::map<int, double> g_peak_flops;  // threads -> fp32 FLOP/s
+std::map<int, double> g_read_bw;     // threads -> bytes/s
+volatile float g_sink = 0;
+
+// Runs fn(t) on n threads started together; returns the wall time from the start signal to the
+// last thread's end, in seconds.
+double run_concurrently(int n, const std::function<void(int)>& fn) {
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<Clock::time_point> end(static_cast<std::size_t>(n));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < n; ++t) {
+    threads.emplace_back([&, t] {
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) {
+      }
+      fn(t);
+      end[static_cast<std::size_t>(t)] = Clock::now();
+    });
+  }
+  while (ready.load() < n) {
+  }
+  const Clock::time_point start = Clock::now();
+  go.store(true, std::memory_order_release);
+  for (auto& th : threads) th.join();
+  const Clock::time_point last = *std::max_element(end.begin(), end.end());
+  return std::chrono::duration<double>(last - start).count();
+}
+
+constexpr int kChains = 24;  // independent accumulators: 24 of AVX-512's 32 registers
+
+// kChains independent FMA chains, `iters` rounds; every accumulator stays in a register.
+__attribute__((noinline)) float fma_chains(std::int64_t iters, float seed) {
+  using P = Eigen::internal::packet_traits<float>::type;
+  using Eigen::internal::padd;
+  using Eigen::internal::pmadd;
+  using Eigen::internal::pset1;
+  P acc[kChains];
+#pragma GCC unroll 32
+  for (int c = 0; c < kChains; ++c) acc[c] = pset1<P>(seed + float(c));
+  const P a = pset1<P>(0.999999f), b = pset1<P>(seed * 1e-7f);
+  for (std::int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 32
+    for (int c = 0; c < kChains; ++c) acc[c] = pmadd(acc[c], a, b);
+  }
+  P s = acc[0];
+#pragma GCC unroll 32
+  for (int c = 1; c < kChains; ++c) s = padd(s, acc[c]);
+  return Eigen::internal::predux(s);
+}
+
+double measure_fp32_peak(int threads) {
+  constexpr int kLanes = int(sizeof(Eigen::internal::packet_traits<float>::type) / sizeof(float));
+  const double flops_per_iter = 2.0 * kChains * kLanes;
+  // Calibrate to ~40 ms a run.
+  std::int64_t iters = 100000;
+  const double t0 = run_concurrently(1, [&](int) { g_sink = g_sink + fma_chains(iters, 1.0f); });
+  iters = std::max<std::int64_t>(iters, static_cast<std::int64_t>(double(iters) * 0.04 / std::max(t0, 1e-6)));
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const double t = run_concurrently(threads, [&](int th) { g_sink = g_sink + fma_chains(iters, 1.0f + float(th)); });
+    best = std::max(best, flops_per_iter * double(iters) * threads / t);
+  }
+  return best;
+}
+
+__attribute__((noinline)) float read_sum(const float* p, std::size_t n) {
+  using P = Eigen::internal::packet_traits<float>::type;
+  constexpr std::size_t L = sizeof(P) / sizeof(float);
+  using Eigen::internal::padd;
+  using Eigen::internal::pload;
+  P acc[8];
+  for (auto& a : acc) a = Eigen::internal::pset1<P>(0.f);
+  std::size_t i = 0;
+  for (; i + 8 * L <= n; i += 8 * L) {
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) acc[c] = padd(acc[c], pload<P>(p + i + std::size_t(c) * L));
+  }
+  P s = acc[0];
+  for (int c = 1; c < 8; ++c) s = padd(s, acc[c]);
+  float r = Eigen::internal::predux(s);
+  for (; i < n; ++i) r += p[i];
+  return r;
+}
+
+void measure_read_bw(const std::vector<int>& thread_counts, std::size_t mib) {
+  const std::size_t n = mib * (std::size_t(1) << 20) / sizeof(float);
+  float* buf = static_cast<float*>(Eigen::internal::aligned_malloc(n * sizeof(float)));
+  std::fill(buf, buf + n, 1.0f);  // touch every page
+  for (int threads : thread_counts) {
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+      const double t = run_concurrently(threads, [&](int th) {
+        // slices of whole packets, 64-byte aligned
+        const std::size_t per = (n / std::size_t(threads)) / 16 * 16;
+        const std::size_t lo = per * std::size_t(th), hi = th + 1 == threads ? n : lo + per;
+        g_sink = g_sink + read_sum(buf + lo, hi - lo);
+      });
+      best = std::max(best, double(n * sizeof(float)) / t);
+    }
+    g_read_bw[threads] = best;
+  }
+  Eigen::internal::aligned_free(buf);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs: one (type, shape) at a time, shared by the consecutive rows that use it
+
+std::uint64_t splitmix64(std::uint64_t& x) {
+  std::uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+template <typename T>
+void fill_random(attend::Tensor<T, 4>& t, std::uint64_t seed) {
+  std::uint64_t state = seed;
+  T* p = t.data();
+  const Index n = t.size();
+  for (Index i = 0; i < n; ++i) {
+    const float u = float(splitmix64(state) >> 40) * (1.0f / float(1 << 24));  // [0, 1)
+    p[i] = static_cast<T>(2.0f * u - 1.0f);
+  }
+}
+
+std::size_t l3_bytes() {
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return l3 > 0 ? static_cast<std::size_t>(l3) : (std::size_t(32) << 20);
+}
+
+template <typename T>
+struct Inputs {
+  attend::Tensor<T, 4> q;
+  std::vector<attend::Tensor<T, 4>> k, v;  // several copies for decode rows (see header)
+
+  explicit Inputs(const Shape& s) : q(s.B, s.Hq, s.Nq, s.D) {
+    fill_random(q, 1);
+    std::size_t copies = 1;
+    if (s.decode) {
+      const double kv = kv_bytes_per_call<T>(s);
+      copies = std::max<std::size_t>(2, static_cast<std::size_t>(4.0 * double(l3_bytes()) / kv) + 1);
+    }
+    for (std::size_t c = 0; c < copies; ++c) {
+      k.emplace_back(s.B, s.Hkv, s.Nk, s.D);
+      v.emplace_back(s.B, s.Hkv, s.Nk, s.D);
+      fill_random(k.back(), 2 + 2 * c);
+      fill_random(v.back(), 3 + 2 * c);
+    }
+  }
+};
+
+struct {
+  std::string key;
+  std::shared_ptr<void> data;
+} g_inputs;
+
+template <typename T>
+std::shared_ptr<Inputs<T>> inputs_for(const Shape& s) {
+  const std::string key = std::string(attend::type_name<T>()) + "/" + s.name;
+  if (g_inputs.key != key) {
+    g_inputs.data.reset();  // free the previous shape first
+    g_inputs.key.clear();
+    g_inputs.data = std::make_shared<Inputs<T>>(s);
+    g_inputs.key = key;
+  }
+  return std::static_pointer_cast<Inputs<T>>(g_inputs.data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread pools, one per thread count, made on first use
+
+const Eigen::ThreadPoolDevice* device_for(int threads) {
+  if (threads <= 1) return nullptr;
+  struct Pool {
+    std::unique_ptr<Eigen::ThreadPool> pool;
+    std::unique_ptr<Eigen::ThreadPoolDevice> device;
+  };
+  static std::map<int, Pool> pools;
+  Pool& p = pools[threads];
+  if (!p.device) {
+    p.pool = std::make_unique<Eigen::ThreadPool>(threads);
+    p.device = std::make_unique<Eigen::ThreadPoolDevice>(p.pool.get(), threads);
+  }
+  return p.device.get();
+}
+
+attend::FlashAttentionConfig only(attend::Path path) {
+  attend::FlashAttentionConfig c;
+  c.enable_flash = path == attend::Path::flash;
+  c.enable_mem_efficient = path == attend::Path::mem_efficient;
+  c.enable_math = path == attend::Path::math;
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The benchmark
+
+template <typename T>
+void bm_attention(benchmark::State& state, const Shape& s, attend::Path path, int threads) {
+  try {
+    const auto in = inputs_for<T>(s);
+    const attend::Attend<T> attn(0.0, /*flash=*/true, std::nullopt, only(path));
+    attend::Tensor<T, 4> out(s.B, s.Hq, s.Nq, s.D);
+    const attend::TensorView<T, 4> out_view(out);
+    attend::Workspace ws;
+    attend::Dispatch taken;
+    attend::CallOptions<T> opts;
+    opts.causal = s.causal;
+    opts.device = device_for(threads);
+    opts.workspace = &ws;
+    ws.reserve(attn.workspace_bytes(in->q, in->k[0], in->v[0], opts));
+
+    opts.dispatch = &taken;
+    attn(in->q, in->k[0], in->v[0], out_view, opts);  // warm-up: pool threads, caches, page faults
+    opts.dispatch = nullptr;
+    if (taken.path != path) {
+      state.SkipWithError((std::string("took path ") + attend::path_name(taken.path)).c_str());
+      return;
+    }
+
+    const std::size_t copies = in->k.size();
+    std::size_t c = copies > 1 ? 1 : 0;  // decode: the warm-up's copy is cached, start elsewhere
+    for (auto _ : state) {
+      attn(in->q, in->k[c], in->v[c], out_view, opts);
+      benchmark::DoNotOptimize(out.data());
+      benchmark::ClobberMemory();
+      if (++c == copies) c = 0;
+    }
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+
+  using benchmark::Counter;
+  const double flops = flops_per_call(s);
+  state.counters["FLOPS"] = Counter(flops, Counter::kIsIterationInvariantRate);
+  if (const auto it = g_peak_flops.find(threads); it != g_peak_flops.end() && it->second > 0) {
+    state.counters["peak_frac"] = Counter(flops / it->second, Counter::kIsIterationInvariantRate);
+  }
+  if (s.decode) {
+    const double bytes = kv_bytes_per_call<T>(s);
+    state.SetBytesProcessed(static_cast<std::int64_t>(bytes * double(state.iterations())));
+    if (const auto it = g_read_bw.find(threads); it != g_read_bw.end() && it->second > 0) {
+      state.counters["bw_frac"] = Counter(bytes / it->second, Counter::kIsIterationInvariantRate);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row selection
+
+enum class Type { f32, bf16, f16, f64 };
+const char* type_str(Type t) {
+  switch (t) {
+    case Type::f32: return "f32";
+    case Type::bf16: return "bf16";
+    case Type::f16: return "f16";
+    case Type::f64: return "f64";
+  }
+  return "?";
+}
+
+struct Row {
+  attend::Path path;
+  Type type;
+  const Shape* shape;
+  int threads;
+  std::string name() const {
+    return std::string(attend::path_name(path)) + "/" + type_str(type) + "/" + shape->name + "/" +
+           std::to_string(threads);
+  }
+};
+
+bool type_runs_on(Type t, const std::string& shape) {
+  switch (t) {
+    case Type::f32: return true;
+    case Type::bf16:
+    case Type::f16:
+      return shape == "bsr_time" || shape == "bsr_freq" || shape == "long4k" || shape == "decode_gqa";
+    case Type::f64: return shape == "bsr_freq" || shape == "long4k";
+  }
+  return false;
+}
+
+std::vector<Row> select_rows(bool full, const std::vector<int>& thread_counts, bool math16k) {
+  std::vector<Row> rows;
+  const std::vector<Type> types = full ? std::vector<Type>{Type::f32, Type::bf16, Type::f16, Type::f64}
+                                       : std::vector<Type>{Type::f32};
+  const attend::Path paths[] = {attend::Path::flash, attend::Path::mem_efficient, attend::Path::math};
+  // Type-major, then shape: consecutive rows share one set of inputs.
+  for (Type t : types)
+    for (const Shape& s : kShapes) {
+      if (!type_runs_on(t, s.name)) continue;
+      for (attend::Path p : paths) {
+        if (p == attend::Path::math && std::string(s.name) == "long16k" && !math16k) continue;
+        for (int th : thread_counts) rows.push_back({p, t, &s, th});
+      }
+    }
+  return rows;
+}
+
+void register_row(const Row& r) {
+  const std::string name = r.name();
+  const Shape& s = *r.shape;
+  const attend::Path path = r.path;
+  const int th = r.threads;
+  benchmark::internal::Benchmark* b = nullptr;
+  switch (r.type) {
+    case Type::f32:
+      b = benchmark::RegisterBenchmark(name.c_str(), [&s, path, th](benchmark::State& st) { bm_attention<float>(st, s, path, th); });
+      break;
+    case Type::f64:
+      b = benchmark::RegisterBenchmark(name.c_str(), [&s, path, th](benchmark::State& st) { bm_attention<double>(st, s, path, th); });
+      break;
+    case Type::bf16:
+      b = benchmark::RegisterBenchmark(name.c_str(),
+                                       [&s, path, th](benchmark::State& st) { bm_attention<Eigen::bfloat16>(st, s, path, th); });
+      break;
+    case Type::f16:
+      b = benchmark::RegisterBenchmark(name.c_str(),
+                                       [&s, path, th](benchmark::State& st) { bm_attention<Eigen::half>(st, s, path, th); });
+      break;
+  }
+  b->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory probe: one long call, for /usr/bin/time -v
+
+long proc_status_kib(const char* field) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const std::size_t n = std::strlen(field);
+  while (std::getline(f, line)) {
+    if (line.compare(0, n, field) == 0 && line.size() > n && line[n] == ':') return std::atol(line.c_str() + n + 1);
+  }
+  return -1;
+}
+
+template <typename T>
+int memory_probe(attend::Path path, Index N, int threads) {
+  const Shape s{"probe", 1, 1, 1, N, N, 64, attend::Causal::none, false};
+  const long hwm0 = proc_status_kib("VmHWM");
+  attend::Tensor<T, 4> q(1, 1, N, 64), k(1, 1, N, 64), v(1, 1, N, 64), out(1, 1, N, 64);
+  fill_random(q, 1);
+  fill_random(k, 2);
+  fill_random(v, 3);
+  out.setZero();
+  const attend::Attend<T> attn(0.0, true, std::nullopt, only(path));
+  attend::CallOptions<T> opts;
+  opts.device = device_for(threads);
+  attend::Dispatch taken;
+  opts.dispatch = &taken;
+  const std::size_t ws_bytes = attn.workspace_bytes(q, k, v, opts);
+  const long rss_before = proc_status_kib("VmRSS");
+  const long hwm_before = proc_status_kib("VmHWM");
+  const Clock::time_point t0 = Clock::now();
+  attn(q, k, v, attend::TensorView<T, 4>(out), opts);
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  benchmark::DoNotOptimize(out.data());
+  const long hwm_after = proc_status_kib("VmHWM");
+  const double io_mib = 4.0 * double(N) * 64 * sizeof(T) / 1048576.0;
+  std::printf("memory_probe path=%s (took %s) type=%s N=%ld threads=%d time=%.3f s\n", attend::path_name(path),
+              attend::path_name(taken.path), attend::type_name<T>(), static_cast<long>(N), threads, secs);
+  std::printf("  q,k,v,out          %10.1f MiB\n", io_mib);
+  std::printf("  workspace_bytes    %10.3f MiB\n", double(ws_bytes) / 1048576.0);
+  std::printf("  VmHWM at start     %10.1f MiB\n", double(hwm0) / 1024.0);
+  std::printf("  VmRSS before call  %10.1f MiB (VmHWM %.1f MiB)\n", double(rss_before) / 1024.0, double(hwm_before) / 1024.0);
+  std::printf("  VmHWM after call   %10.1f MiB  -> the call added %.1f MiB at its peak\n", double(hwm_after) / 1024.0,
+              double(hwm_after - std::max(hwm_before, rss_before)) / 1024.0);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+
+void print_help() {
+  std::fprintf(stderr,
+               "attend_bench flags (see the top of bench/attend_bench.cpp):\n"
+               "  (none)                quick set: f32, 2 threads, all shapes, all paths (no math/long16k)\n"
+               "  --full                every row: f32/bf16/f16/f64, threads 1 and 2\n"
+               "  --benchmark_filter=R  select from the full set\n"
+               "  --threads=LIST        thread counts, e.g. 1,2\n"
+               "  --math16k             also register math/*/long16k (> 2 GiB)\n"
+               "  --no_peaks            skip the startup peak and bandwidth measurements\n"
+               "  --bw_mib=N            bandwidth probe buffer in MiB (default 1024)\n"
+               "  --memory_probe=PATH [--probe_n=16384] [--probe_type=f32] [--probe_threads=1]\n"
+               "                        run one (1,1,N,N,64) call on PATH and print its memory use\n");
+}
+
+bool take_flag(const std::string& arg, const char* name, std::string* value) {
+  const std::string n = std::string("--") + name;
+  if (arg == n) {
+    if (value) value->clear();
+    return true;
+  }
+  if (value && arg.compare(0, n.size() + 1, n + "=") == 0) {
+    *value = arg.substr(n.size() + 1);
+    return true;
+  }
+  return false;
+}
+
+std::vector<int> parse_ints(const std::string& s) {
+  std::vector<int> r;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (!item.empty()) r.push_back(std::max(1, std::atoi(item.c_str())));
+  }
+  return r;
+}
+
+bool parse_path(const std::string& s, attend::Path* p) {
+  for (attend::Path c : {attend::Path::flash, attend::Path::mem_efficient, attend::Path::math}) {
+    if (s == attend::path_name(c)) {
+      *p = c;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Which rows Google Benchmark's filter will run (an approximation with std::regex, used only to
+// decide which ceilings to measure; a leading '-' negates, as in Google Benchmark).
+std::vector<Row> filtered(const std::vector<Row>& rows, const std::string& filter) {
+  if (filter.empty() || filter == "." || filter == "all") return rows;
+  std::string re = filter;
+  bool negate = false;
+  if (re[0] == '-') {
+    negate = true;
+    re.erase(0, 1);
+  }
+  try {
+    const std::regex rx(re);
+    std::vector<Row> out;
+    for (const Row& r : rows) {
+      if (std::regex_search(r.name() + "/real_time", rx) != negate) out.push_back(r);
+    }
+    return out;
+  } catch (const std::regex_error&) {
+    return rows;
+  }
+}
+
+std::string fmt(double v, int prec) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", prec, v);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool full = false, math16k = false, peaks = true, has_min_time = false;
+  std::string filter, probe_path, probe_type = "f32";
+  std::vector<int> thread_counts;
+  std::size_t bw_mib = 1024;
+  Index probe_n = 16384;
+  int probe_threads = 1;
+
+  std::vector<char*> rest{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    std::string v;
+    if (take_flag(a, "full", nullptr)) {
+      full = true;
+    } else if (take_flag(a, "math16k", nullptr)) {
+      math16k = true;
+    } else if (take_flag(a, "no_peaks", nullptr)) {
+      peaks = false;
+    } else if (take_flag(a, "attend_help", nullptr)) {
+      print_help();
+      return 0;
+    } else if (take_flag(a, "threads", &v)) {
+      thread_counts = parse_ints(v);
+    } else if (take_flag(a, "bw_mib", &v)) {
+      bw_mib = static_cast<std::size_t>(std::max(1L, std::atol(v.c_str())));
+    } else if (take_flag(a, "memory_probe", &v)) {
+      probe_path = v;
+    } else if (take_flag(a, "probe_n", &v)) {
+      probe_n = std::max<Index>(1, std::atol(v.c_str()));
+    } else if (take_flag(a, "probe_type", &v)) {
+      probe_type = v;
+    } else if (take_flag(a, "probe_threads", &v)) {
+      probe_threads = std::max(1, std::atoi(v.c_str()));
+    } else {
+      if (take_flag(a, "benchmark_filter", &v)) filter = v;
+      if (take_flag(a, "benchmark_min_time", &v)) has_min_time = true;
+      if (a == "--help" || a == "-h") print_help();
+      rest.push_back(argv[i]);
+    }
+  }
+
+  if (!probe_path.empty()) {
+    attend::Path p;
+    if (!parse_path(probe_path, &p)) {
+      std::fprintf(stderr, "--memory_probe: unknown path '%s' (flash, mem_efficient, math)\n", probe_path.c_str());
+      return 2;
+    }
+    try {
+      if (probe_type == "f32") return memory_probe<float>(p, probe_n, probe_threads);
+      if (probe_type == "f64") return memory_probe<double>(p, probe_n, probe_threads);
+      if (probe_type == "bf16") return memory_probe<Eigen::bfloat16>(p, probe_n, probe_threads);
+      if (probe_type == "f16") return memory_probe<Eigen::half>(p, probe_n, probe_threads);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "memory_probe failed: %s\n", e.what());
+      return 1;
+    }
+    std::fprintf(stderr, "--probe_type: unknown type '%s'\n", probe_type.c_str());
+    return 2;
+  }
+
+  // The quick set unless asked for more; a filter selects from the full set.
+  const bool use_full = full || !filter.empty();
+  if (thread_counts.empty()) thread_counts = use_full ? std::vector<int>{1, 2} : std::vector<int>{2};
+  const std::vector<Row> rows = select_rows(use_full, thread_counts, math16k);
+  for (const Row& r : rows) register_row(r);
+
+  static std::string min_time_arg = "--benchmark_min_time=0.2";
+  if (!has_min_time) rest.push_back(min_time_arg.data());
+  int rest_argc = static_cast<int>(rest.size());
+  rest.push_back(nullptr);
+  benchmark::Initialize(&rest_argc, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(rest_argc, rest.data())) return 1;
+
+  // Ceilings for the thread counts (and, for bandwidth, decode rows) that will run.
+  benchmark::AddCustomContext("attend_version", std::to_string(ATTEND_VERSION_MAJOR) + "." +
+                                                    std::to_string(ATTEND_VERSION_MINOR) + "." +
+                                                    std::to_string(ATTEND_VERSION_PATCH));
+  benchmark::AddCustomContext("attend_simd", Eigen::SimdInstructionSetsInUse());
+  if (peaks) {
+    const std::vector<Row> run = filtered(rows, filter);
+    std::vector<int> fma_threads, bw_threads;
+    for (const Row& r : run) {
+      if (std::find(fma_threads.begin(), fma_threads.end(), r.threads) == fma_threads.end())
+        fma_threads.push_back(r.threads);
+      if (r.shape->decode && std::find(bw_threads.begin(), bw_threads.end(), r.threads) == bw_threads.end())
+        bw_threads.push_back(r.threads);
+    }
+    std::sort(fma_threads.begin(), fma_threads.end());
+    std::sort(bw_threads.begin(), bw_threads.end());
+    for (int th : fma_threads) {
+      g_peak_flops[th] = measure_fp32_peak(th);
+      const std::string v = fmt(g_peak_flops[th] / 1e9, 1);
+      benchmark::AddCustomContext("attend_fp32_peak_GFLOPS_" + std::to_string(th) + "t", v);
+      std::fprintf(stderr, "attend_bench: fp32 FMA peak, %d thread(s): %s GFLOP/s\n", th, v.c_str());
+    }
+    if (!bw_threads.empty()) {
+      measure_read_bw(bw_threads, bw_mib);
+      for (int th : bw_threads) {
+        const std::string v = fmt(g_read_bw[th] / 1e9, 1);
+        benchmark::AddCustomContext("attend_read_bw_GBps_" + std::to_string(th) + "t", v);
+        std::fprintf(stderr, "attend_bench: read bandwidth (%zu MiB stream), %d thread(s): %s GB/s\n", bw_mib, th,
+                     v.c_str());
+      }
+    }
+  }
+
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -12,6 +12,7 @@
 
 #include "attend/call_options.hpp"
 #include "attend/config.hpp"
+#include "attend/detail/decode_path.hpp"
 #include "attend/detail/flash_path.hpp"
 #include "attend/detail/math_path.hpp"
 #include "attend/detail/mem_efficient_path.hpp"
@@ -123,7 +124,9 @@ class Attend {
     Workspace local;
     Workspace& ws = options.workspace != nullptr ? *options.workspace : local;
     ws.reserve(bytes);
-    if (path == Path::flash) {
+    if (path == Path::flash && detail::use_decode_kernel(pb)) {
+      detail::run_decode(pb, options.device, ws.data());  // few queries per kv head: split-KV
+    } else if (path == Path::flash) {
       detail::run_flash(pb, options.device, ws.data());
     } else {
       detail::run_mem_efficient(pb, options.device, ws.data());
@@ -199,7 +202,9 @@ class Attend {
 
   static std::size_t scratch_bytes(const detail::Problem<T>& pb, Path path, int workers) {
     switch (path) {
-      case Path::flash: return detail::flash_workspace_bytes<T>(pb.D, pb.Dv, workers);
+      case Path::flash:
+        return detail::use_decode_kernel(pb) ? detail::decode_workspace_bytes(pb, workers)
+                                             : detail::flash_workspace_bytes<T>(pb.D, pb.Dv, workers);
       case Path::mem_efficient: return detail::mem_efficient_workspace_bytes<T>(pb.Nk, pb.D, pb.Dv, workers);
       case Path::math: return 0;
     }

@@ -1,0 +1,274 @@
+#ifndef ATTEND_DETAIL_DECODE_PATH_HPP
+#define ATTEND_DETAIL_DECODE_PATH_HPP
+
+// The flash path's kernel for few queries per key/value head (a KV-cache decode step: Nq = 1, or a
+// short chunk), after Flash-Decoding (Dao, Haziza, Massa, Sizov, 2023).
+//
+// With one query per head, a 64-query tile would waste 63/64 of its products, and the B·Hq tiles of
+// the tiled kernel would each re-read the same K and V once per query head of a GQA group. Here one
+// work item is (b, kv head, key split): it reads its keys once for all Hq/Hkv · Nq query rows that
+// share them, with D along the SIMD lanes, and leaves a partial (max, sum, unnormalised O) per row.
+// The splits are merged by their log-sum-exp:
+//   m = max_s m_s,  l = Σ_s e^{m_s - m} l_s,  O = Σ_s e^{m_s - m} O_s / l.
+// The split length depends only on the shape, never on the thread count, and the merge runs in split
+// order, so the result is bitwise the same for any number of threads.
+
+#include <algorithm>  // std::min, std::max
+#include <cmath>      // std::exp, std::log
+#include <cstddef>    // std::size_t
+#include <limits>     // std::numeric_limits
+
+#include "attend/detail/kernel_traits.hpp"
+#include "attend/detail/online_softmax.hpp"
+#include "attend/detail/parallel.hpp"
+#include "attend/detail/problem.hpp"
+#include "attend/detail/tiles.hpp"
+
+namespace attend {
+namespace detail {
+
+struct DecodeTraits {
+  /// Query rows (Hq/Hkv · Nq) up to which a (b, kv head) is computed by this kernel.
+  static constexpr Index kMaxRows = 16;
+  /// Keys per split: 512 keys of D = 128 floats are 256 KiB of K and V, a few microseconds of
+  /// streaming, so a 4096-key cache gives 8 items per kv head to spread over threads, and the merge
+  /// (a few multiply-adds per row and split) stays negligible.
+  static constexpr Index kSplitKeys = 512;
+  /// Keys scored at a time: the exp and the max run over one packet of 16 scores per row.
+  static constexpr Index kChunk = 16;
+};
+
+template <typename T>
+bool use_decode_kernel(const Problem<T>& pb) {
+  return pb.Nq * pb.group <= DecodeTraits::kMaxRows && pb.Nk > 0;
+}
+
+template <typename T>
+struct DecodeScratch {
+  using Acc = acc_t<T>;
+  static constexpr Index R = DecodeTraits::kMaxRows;
+  static constexpr Index C = DecodeTraits::kChunk;
+  Acc* q;     // (R, D)   the item's query rows, scaled
+  Acc* s;     // (R, C)   scores, then probabilities, of one chunk (packet-aligned rows)
+  Acc* krow;  // (D)      one key converted (16-bit T)
+  Acc* vrow;  // (Dv)     one value converted (16-bit T)
+
+  static std::size_t bytes(Index D, Index Dv) {
+    return align_up(sizeof(Acc) * static_cast<std::size_t>(R * D)) + align_up(sizeof(Acc) * static_cast<std::size_t>(R * C)) +
+           align_up(sizeof(Acc) * static_cast<std::size_t>(D)) + align_up(sizeof(Acc) * static_cast<std::size_t>(Dv));
+  }
+  DecodeScratch(void* base, Index D, Index Dv) {
+    auto* p = static_cast<unsigned char*>(base);
+    q = reinterpret_cast<Acc*>(p);
+    p += align_up(sizeof(Acc) * static_cast<std::size_t>(R * D));
+    s = reinterpret_cast<Acc*>(p);
+    p += align_up(sizeof(Acc) * static_cast<std::size_t>(R * C));
+    krow = reinterpret_cast<Acc*>(p);
+    p += align_up(sizeof(Acc) * static_cast<std::size_t>(D));
+    vrow = reinterpret_cast<Acc*>(p);
+  }
+};
+
+/// Partial results of one (b, kv head, split): per row its max, sum and unnormalised output.
+template <typename Acc>
+struct DecodePartials {
+  Acc* base;
+  Index rows, Dv, splits;
+  std::size_t stride() const { return static_cast<std::size_t>(rows * (Dv + 2)); }
+  Acc* item(Index bk, Index split) const {
+    return base + (static_cast<std::size_t>(bk * splits + split)) * stride();
+  }
+};
+
+/// Dot product of two contiguous Acc rows, D along the lanes (four accumulators hide FMA latency).
+template <typename Acc>
+EIGEN_ALWAYS_INLINE Acc dot_row(const Acc* a, const Acc* b, Index n) {
+  using Packet = typename KernelTraits<Acc>::Packet;
+  constexpr Index L = KernelTraits<Acc>::kLanes;
+  using namespace Eigen::internal;
+  Packet acc0 = pset1<Packet>(Acc(0)), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+  Index d = 0;
+  for (; d + 4 * L <= n; d += 4 * L) {
+    acc0 = pmadd(ploadu<Packet>(a + d), ploadu<Packet>(b + d), acc0);
+    acc1 = pmadd(ploadu<Packet>(a + d + L), ploadu<Packet>(b + d + L), acc1);
+    acc2 = pmadd(ploadu<Packet>(a + d + 2 * L), ploadu<Packet>(b + d + 2 * L), acc2);
+    acc3 = pmadd(ploadu<Packet>(a + d + 3 * L), ploadu<Packet>(b + d + 3 * L), acc3);
+  }
+  for (; d + L <= n; d += L) acc0 = pmadd(ploadu<Packet>(a + d), ploadu<Packet>(b + d), acc0);
+  Acc r = predux(padd(padd(acc0, acc1), padd(acc2, acc3)));
+  for (; d < n; ++d) r += a[d] * b[d];
+  return r;
+}
+
+/// out[0, n) = alpha · out + p · x, D along the lanes.
+template <typename Acc>
+EIGEN_ALWAYS_INLINE void axpby_row(Acc* out, Acc alpha, Acc p, const Acc* x, Index n) {
+  using Packet = typename KernelTraits<Acc>::Packet;
+  constexpr Index L = KernelTraits<Acc>::kLanes;
+  using namespace Eigen::internal;
+  const Packet pa = pset1<Packet>(alpha), pp = pset1<Packet>(p);
+  Index d = 0;
+  for (; d + L <= n; d += L) pstoreu(out + d, pmadd(pp, ploadu<Packet>(x + d), pmul(pa, ploadu<Packet>(out + d))));
+  for (; d < n; ++d) out[d] = alpha * out[d] + p * x[d];
+}
+
+/// One (b, kv head, key split): partial softmax statistics and outputs for its rows.
+template <typename T>
+void decode_item(const Problem<T>& pb, Index b, Index hk, Index j_begin, Index j_end, DecodeScratch<T>& w,
+                 acc_t<T>* part) {
+  using Acc = acc_t<T>;
+  constexpr Index C = DecodeTraits::kChunk;
+  constexpr Acc kNegInf = -std::numeric_limits<Acc>::infinity();
+  const Index rows = pb.group * pb.Nq;  // row r: query head hk * group + r / Nq, query i = r % Nq
+  const Index D = pb.D, Dv = pb.Dv;
+  using Packet = typename KernelTraits<Acc>::Packet;
+  constexpr Index L = KernelTraits<Acc>::kLanes;
+  static_assert(C % L == 0, "a decode chunk must be a whole number of packets");
+  using namespace Eigen::internal;
+  Acc* m = part;              // (rows) running max
+  Acc* l = part + rows;       // (rows) running sum
+  Acc* o = part + 2 * rows;   // (rows, Dv) unnormalised output
+
+  for (Index r = 0; r < rows; ++r) {
+    const Index h = hk * pb.group + r / pb.Nq, i = r % pb.Nq;
+    const T* src = &pb.q(b, h, i, 0);
+    for (Index d = 0; d < D; ++d) w.q[r * D + d] = pb.scale * static_cast<Acc>(src[d]);
+    m[r] = kNegInf;
+    l[r] = Acc(0);
+    for (Index d = 0; d < Dv; ++d) o[r * Dv + d] = Acc(0);
+  }
+
+  for (Index j0 = j_begin; j0 < j_end; j0 += C) {
+    const Index nk = std::min(C, j_end - j0);
+    // Scores of the chunk, each key read once for all rows.
+    for (Index jj = 0; jj < nk; ++jj) {
+      const T* kj = &pb.k(b, hk, j0 + jj, 0);
+      const Acc* k = reinterpret_cast<const Acc*>(kj);
+      if constexpr (!std::is_same_v<T, Acc>) {
+        for (Index d = 0; d < D; ++d) w.krow[d] = static_cast<Acc>(kj[d]);
+        k = w.krow;
+      }
+      for (Index r = 0; r < rows; ++r) w.s[r * C + jj] = dot_row(w.q + r * D, k, D);
+    }
+    // Mask, online softmax and dropout per row, over the chunk's 16 scores as whole packets.
+    const bool masked = pb.has_mask() || pb.causal != Causal::none;
+    for (Index r = 0; r < rows; ++r) {
+      const Index h = hk * pb.group + r / pb.Nq, i = r % pb.Nq;
+      Acc* s = w.s + r * C;
+      if (masked) {
+        for (Index jj = 0; jj < nk; ++jj) {
+          const Index j = j0 + jj;
+          if (!pb.causal_visible(i, j)) {
+            s[jj] = kNegInf;
+          } else if (pb.keep != nullptr) {
+            if (!pb.keep[pb.mask_offset(b, h, i, j)]) s[jj] = kNegInf;
+          } else if (pb.bias != nullptr) {
+            s[jj] += static_cast<Acc>(pb.bias[pb.mask_offset(b, h, i, j)]);
+          }
+        }
+      }
+      for (Index jj = nk; jj < C; ++jj) s[jj] = kNegInf;  // the chunk's tail adds exp(-inf) = 0
+      // As in OnlineSoftmax: a plain max may skip a NaN score, whose exp then poisons the sum.
+      Packet mp = pset1<Packet>(m[r]);
+      for (Index c = 0; c < C; c += L) mp = pmax(mp, pload<Packet>(s + c));
+      const Acc mx = predux_max(mp);
+      const Acc sub = mx == kNegInf ? Acc(0) : mx;
+      const Acc alpha = m[r] == kNegInf ? Acc(0) : std::exp(m[r] - sub);
+      const Packet ps = pset1<Packet>(sub);
+      Packet sum = pset1<Packet>(Acc(0));
+      for (Index c = 0; c < C; c += L) {
+        const Packet e = exp_or_zero(psub(pload<Packet>(s + c), ps));
+        pstore(s + c, e);
+        sum = padd(sum, e);
+      }
+      l[r] = alpha * l[r] + predux(sum);
+      m[r] = mx;
+      if (pb.dropout.active) pb.dropout.apply_row(b, h, i, j0, nk, s, 1);
+      // Rescale now; the values below add onto the rescaled row.
+      if (alpha != Acc(1)) {
+        for (Index d = 0; d < Dv; ++d) o[r * Dv + d] *= alpha;
+      }
+    }
+    // O += P V, each value row read once for all rows.
+    for (Index jj = 0; jj < nk; ++jj) {
+      const T* vj = &pb.v(b, hk, j0 + jj, 0);
+      const Acc* v = reinterpret_cast<const Acc*>(vj);
+      if constexpr (!std::is_same_v<T, Acc>) {
+        for (Index d = 0; d < Dv; ++d) w.vrow[d] = static_cast<Acc>(vj[d]);
+        v = w.vrow;
+      }
+      for (Index r = 0; r < rows; ++r) {
+        const Acc p = w.s[r * C + jj];
+        if (p != Acc(0) || p != p) axpby_row(o + r * Dv, Acc(1), p, v, Dv);
+      }
+    }
+  }
+}
+
+template <typename T>
+Index decode_splits(const Problem<T>& pb) {
+  return std::max<Index>(1, (pb.Nk + DecodeTraits::kSplitKeys - 1) / DecodeTraits::kSplitKeys);
+}
+
+template <typename T>
+std::size_t decode_workspace_bytes(const Problem<T>& pb, int workers) {
+  using Acc = acc_t<T>;
+  const Index rows = pb.group * pb.Nq;
+  const std::size_t partials =
+      sizeof(Acc) * static_cast<std::size_t>(pb.B * pb.Hkv * decode_splits(pb) * rows * (pb.Dv + 2));
+  return align_up(partials) + DecodeScratch<T>::bytes(pb.D, pb.Dv) * static_cast<std::size_t>(workers);
+}
+
+template <typename T>
+void run_decode(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+  using Acc = acc_t<T>;
+  constexpr Acc kNegInf = -std::numeric_limits<Acc>::infinity();
+  const Index rows = pb.group * pb.Nq, splits = decode_splits(pb), Dv = pb.Dv;
+  DecodePartials<Acc> parts{static_cast<Acc*>(workspace), rows, Dv, splits};
+  const std::size_t partial_bytes = align_up(sizeof(Acc) * parts.stride() * static_cast<std::size_t>(pb.B * pb.Hkv * splits));
+  auto* scratch = static_cast<unsigned char*>(workspace) + partial_bytes;
+  const std::size_t per_worker = DecodeScratch<T>::bytes(pb.D, pb.Dv);
+
+  // Phase 1: every (b, kv head, split), in any order on any thread.
+  parallel_for(device, worker_count(device), pb.B * pb.Hkv * splits, [&](int worker, Index item) {
+    DecodeScratch<T> w(scratch + per_worker * static_cast<std::size_t>(worker), pb.D, pb.Dv);
+    const Index bk = item / splits, split = item % splits;
+    const Index j_begin = split * DecodeTraits::kSplitKeys;
+    const Index j_end = std::min(pb.Nk, j_begin + DecodeTraits::kSplitKeys);
+    decode_item(pb, bk / pb.Hkv, bk % pb.Hkv, j_begin, j_end, w, parts.item(bk, split));
+  });
+
+  // Phase 2: merge the splits of each row in split order (deterministic), normalise, write.
+  const Acc extra = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
+  parallel_for(device, worker_count(device), pb.B * pb.Hkv, [&](int, Index bk) {
+    const Index b = bk / pb.Hkv, hk = bk % pb.Hkv;
+    for (Index r = 0; r < rows; ++r) {
+      const Index h = hk * pb.group + r / pb.Nq, i = r % pb.Nq;
+      Acc m = kNegInf;
+      for (Index s = 0; s < splits; ++s) m = std::max(m, parts.item(bk, s)[r]);
+      const Acc sub = m == kNegInf ? Acc(0) : m;
+      Acc l = Acc(0);
+      T* out = &pb.out(b, h, i, 0);
+      // Accumulate in the first split's slot (owned by this bk alone), then write.
+      Acc* acc = parts.item(bk, 0) + 2 * rows + r * Dv;
+      for (Index s = 0; s < splits; ++s) {
+        const Acc* p = parts.item(bk, s);
+        const Acc f = p[r] == kNegInf ? Acc(0) : std::exp(p[r] - sub);
+        l += f * p[rows + r];
+        if (s == 0) {
+          for (Index d = 0; d < Dv; ++d) acc[d] *= f;
+        } else if (f != Acc(0) || f != f) {
+          axpby_row(acc, Acc(1), f, p + 2 * rows + r * Dv, Dv);
+        }
+      }
+      const Acc inv = l == Acc(0) ? Acc(0) : extra / l;
+      for (Index d = 0; d < Dv; ++d) out[d] = static_cast<T>(acc[d] * inv);
+      if (pb.lse.data() != nullptr) pb.lse(b, h, i) = l == Acc(0) ? kNegInf : m + std::log(l);
+    }
+  });
+}
+
+}  // namespace detail
+}  // namespace attend
+
+#endif  // ATTEND_DETAIL_DECODE_PATH_HPP

@@ -126,6 +126,7 @@ void check_view(const char* name, const TensorView<V, Rank>& t) {
 /// view (such as the (B, N, H * Dv) input of an output projection) meets.
 template <typename V, int Rank>
 bool may_self_overlap(const TensorView<V, Rank>& t) {
+  if (t.size() == 0) return false;  // no element, no overlap (a row-major (B, H, 0, D) has strides 0)
   std::array<std::pair<Index, Index>, Rank> ds{};  // (stride, size) of the dimensions of size > 1
   int n = 0;
   for (int r = 0; r < Rank; ++r) {

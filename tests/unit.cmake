@@ -1,1 +1,45 @@
-# unit tests: filled in below
+# Unit, golden and property tests of the library. Included by tests/CMakeLists.txt, so it works both
+# in the main build (attend::native is the in-tree target) and standalone against an installed attend.
+#
+# Every test executable links attend::native, so the kernels under test are the ones compiled for this
+# machine's instruction set (AVX-512 where present), and GTest::gtest_main. Each source is kept small
+# and focused: compiling Eigen's kernels for four element types is what costs time.
+
+include(CheckIncludeFileCXX)
+check_include_file_cxx("Random123/philox.h" ATTEND_TEST_HAVE_RANDOM123)
+
+# attend_unit_test(<name> <source> [ADD_TEST]): an executable named attend_<name>_test.
+# By default its tests are discovered one by one (gtest_discover_tests, prefixed "attend.");
+# ADD_TEST registers the whole executable as one ctest test "attend.<name>" so its output is kept.
+function(attend_unit_test name source)
+  cmake_parse_arguments(PARSE_ARGV 2 arg "ADD_TEST" "" "")
+  set(target attend_${name}_test)
+  add_executable(${target} "${source}")
+  target_link_libraries(${target} PRIVATE attend::native GTest::gtest_main)
+  target_include_directories(${target} PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}")
+  target_compile_features(${target} PRIVATE cxx_std_17)
+  target_compile_options(${target} PRIVATE
+    $<$<OR:$<CXX_COMPILER_ID:GNU>,$<CXX_COMPILER_ID:Clang>,$<CXX_COMPILER_ID:AppleClang>>:-Wall -Wextra -Wpedantic>)
+  if(arg_ADD_TEST)
+    add_test(NAME attend.${name} COMMAND ${target})
+  else()
+    gtest_discover_tests(${target} TEST_PREFIX "attend." DISCOVERY_TIMEOUT 60)
+  endif()
+endfunction()
+
+# Golden cases from PyTorch: one ctest test that runs every case folder through every path and type
+# and prints one line per (case, path, type). $ATTEND_GOLDEN_DIR overrides the folder.
+attend_unit_test(golden golden_test.cpp ADD_TEST)
+target_compile_definitions(attend_golden_test PRIVATE
+  ATTEND_GOLDEN_DIR_DEFAULT="${CMAKE_CURRENT_SOURCE_DIR}/data/golden")
+
+# Every path against the double math path at tile edges, masks, causality, views, NaN, empty sizes.
+attend_unit_test(shapes shapes_test.cpp)
+attend_unit_test(typed typed_test.cpp)
+
+# Pieces: the Philox generator and the online softmax.
+attend_unit_test(philox philox_test.cpp)
+if(ATTEND_TEST_HAVE_RANDOM123)
+  target_compile_definitions(attend_philox_test PRIVATE ATTEND_TEST_HAVE_RANDOM123=1)
+endif()
+attend_unit_test(online_softmax online_softmax_test.cpp)

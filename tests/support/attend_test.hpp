@@ -1,0 +1,401 @@
+#ifndef ATTEND_TESTS_SUPPORT_ATTEND_TEST_HPP
+#define ATTEND_TESTS_SUPPORT_ATTEND_TEST_HPP
+
+// Shared helpers of attend's unit tests: a problem held in double, running it through any path in
+// any T, the double reference on T-rounded inputs, element-wise comparison that treats NaN and
+// +-inf exactly, and the one tolerance formula every numerical test uses (derived below).
+// Nothing here depends on GoogleTest, so the golden runner and the unit tests share it.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <attend/attend.hpp>
+
+namespace attend_test {
+
+using attend::Index;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+/// Machine epsilon of T (2^-52, 2^-23, 2^-7, 2^-10): the spacing of T's numbers at 1, from T's
+/// precision in bits. Not Eigen::NumTraits<T>::epsilon() for every T: Eigen 3.4.0 returns 2^-13
+/// (raw 0x0800) for Eigen::half, 8 times too small (it agrees for double, float and bfloat16;
+/// EpsilonMatchesEigen in typed_test.cpp checks both statements).
+template <typename T>
+double eps() {
+  return std::ldexp(1.0, 1 - std::numeric_limits<T>::digits);
+}
+
+inline constexpr attend::Path kAllPaths[] = {attend::Path::flash, attend::Path::mem_efficient, attend::Path::math};
+
+/// A config with only `p` enabled: together with flash = true this forces that path.
+inline attend::FlashAttentionConfig only(attend::Path p) {
+  attend::FlashAttentionConfig c;
+  c.enable_flash = p == attend::Path::flash;
+  c.enable_mem_efficient = p == attend::Path::mem_efficient;
+  c.enable_math = p == attend::Path::math;
+  return c;
+}
+
+enum class MaskKind { none, keep, additive };
+
+/// One attention problem, all values held in double (row-major, shapes as in attend).
+struct Inputs {
+  Index B = 1, Hq = 1, Hkv = 1, Nq = 1, Nk = 1, D = 1, Dv = 1;
+  std::vector<double> q, k, v;
+  MaskKind mask = MaskKind::none;
+  std::vector<Index> mask_dims;           // rank 1..4, broadcastable to (B, Hq, Nq, Nk)
+  std::vector<double> mask_add;           // additive mask values
+  std::vector<unsigned char> mask_keep;   // bool mask, 1 = may attend
+  attend::Causal causal = attend::Causal::none;
+  std::optional<double> scale;            // nullopt: 1/sqrt(D)
+
+  Index q_size() const { return B * Hq * Nq * D; }
+  Index k_size() const { return B * Hkv * Nk * D; }
+  Index v_size() const { return B * Hkv * Nk * Dv; }
+  Index out_size() const { return B * Hq * Nq * Dv; }
+  Index lse_size() const { return B * Hq * Nq; }
+  Index mask_size() const {
+    Index n = 1;
+    for (Index d : mask_dims) n *= d;
+    return n;
+  }
+  double scale_value() const { return scale ? *scale : 1.0 / std::sqrt(static_cast<double>(D)); }
+};
+
+/// Standard-normal data times `gain`, from a fixed seed.
+inline std::vector<double> randn(Index n, std::uint64_t seed, double gain = 1.0) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::vector<double> r(static_cast<std::size_t>(n));
+  for (auto& x : r) x = gain * nd(g);
+  return r;
+}
+
+/// Random inputs of the given shape (no mask, no causality).
+inline Inputs random_inputs(Index B, Index Hq, Index Hkv, Index Nq, Index Nk, Index D, Index Dv, std::uint64_t seed,
+                            double gain = 1.0) {
+  Inputs in;
+  in.B = B, in.Hq = Hq, in.Hkv = Hkv, in.Nq = Nq, in.Nk = Nk, in.D = D, in.Dv = Dv;
+  in.q = randn(in.q_size(), seed * 3 + 1, gain);
+  in.k = randn(in.k_size(), seed * 3 + 2, gain);
+  in.v = randn(in.v_size(), seed * 3 + 3);
+  return in;
+}
+
+/// Fills a mask of shape `dims` (rank 1..4) with fn(b, h, i, j), the indices of the left-padded
+/// (B|1, H|1, Nq|1, Nk|1) shape (0 along a broadcast dimension).
+template <typename Fn>
+void for_each_mask_index(const std::vector<Index>& dims, Fn&& fn) {
+  std::array<Index, 4> d = {1, 1, 1, 1};
+  const std::size_t pad = 4 - dims.size();
+  for (std::size_t r = 0; r < dims.size(); ++r) d[pad + r] = dims[r];
+  for (Index b = 0; b < d[0]; ++b)
+    for (Index h = 0; h < d[1]; ++h)
+      for (Index i = 0; i < d[2]; ++i)
+        for (Index j = 0; j < d[3]; ++j) fn(b, h, i, j);
+}
+
+/// A bool mask of shape `dims`, keep(b, h, i, j) = true where the query may attend the key.
+template <typename Fn>
+void set_keep_mask(Inputs& in, std::vector<Index> dims, Fn&& keep) {
+  in.mask = MaskKind::keep;
+  in.mask_dims = std::move(dims);
+  in.mask_keep.clear();
+  for_each_mask_index(in.mask_dims,
+                      [&](Index b, Index h, Index i, Index j) { in.mask_keep.push_back(keep(b, h, i, j) ? 1 : 0); });
+}
+
+/// An additive mask of shape `dims` with values bias(b, h, i, j).
+template <typename Fn>
+void set_additive_mask(Inputs& in, std::vector<Index> dims, Fn&& bias) {
+  in.mask = MaskKind::additive;
+  in.mask_dims = std::move(dims);
+  in.mask_add.clear();
+  for_each_mask_index(in.mask_dims, [&](Index b, Index h, Index i, Index j) { in.mask_add.push_back(bias(b, h, i, j)); });
+}
+
+/// A deterministic hash of indices to [0, 1), for random-looking masks.
+inline double unit_hash(std::uint64_t seed, Index b, Index h, Index i, Index j) {
+  std::uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(b) * 0xBF58476D1CE4E5B9ull +
+                    static_cast<std::uint64_t>(h) * 0x94D049BB133111EBull + static_cast<std::uint64_t>(i) * 0x2545F4914F6CDD1Dull +
+                    static_cast<std::uint64_t>(j) * 0xD6E8FEB86659FD93ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+/// x rounded to T and back: the value a T computation actually sees.
+template <typename T>
+double round_to(double x) {
+  return static_cast<double>(static_cast<T>(x));
+}
+
+template <typename T>
+std::vector<double> round_all(const std::vector<double>& x) {
+  std::vector<double> r(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) r[i] = round_to<T>(x[i]);
+  return r;
+}
+
+/// The inputs as a T computation sees them (q, k, v and an additive mask rounded to T), in double.
+template <typename T>
+Inputs rounded(const Inputs& in) {
+  Inputs r = in;
+  r.q = round_all<T>(in.q);
+  r.k = round_all<T>(in.k);
+  r.v = round_all<T>(in.v);
+  r.mask_add = round_all<T>(in.mask_add);
+  return r;
+}
+
+template <typename T>
+std::vector<T> to_t(const std::vector<double>& x) {
+  std::vector<T> r(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) r[i] = static_cast<T>(x[i]);
+  return r;
+}
+
+template <typename T>
+std::vector<double> to_double(const T* x, std::size_t n) {
+  std::vector<double> r(n);
+  for (std::size_t i = 0; i < n; ++i) r[i] = static_cast<double>(x[i]);
+  return r;
+}
+
+/// A mask view of runtime rank 1..4 over `data`.
+template <typename T, typename V>
+attend::Mask<T> make_mask(const V* data, const std::vector<Index>& dims) {
+  auto arr = [&](auto rank_tag) {
+    constexpr int R = decltype(rank_tag)::value;
+    std::array<Index, R> a{};
+    for (int r = 0; r < R; ++r) a[static_cast<std::size_t>(r)] = dims[static_cast<std::size_t>(r)];
+    return attend::ConstView<V, R>(data, a);
+  };
+  auto mk = [&](const auto& view) {
+    if constexpr (std::is_same_v<V, bool>) {
+      return attend::Mask<T>::keep(view);
+    } else {
+      return attend::Mask<T>::additive(view);
+    }
+  };
+  switch (dims.size()) {
+    case 1: return mk(arr(std::integral_constant<int, 1>{}));
+    case 2: return mk(arr(std::integral_constant<int, 2>{}));
+    case 3: return mk(arr(std::integral_constant<int, 3>{}));
+    case 4: return mk(arr(std::integral_constant<int, 4>{}));
+    default: throw std::invalid_argument("attend_test::make_mask: rank must be 1..4");
+  }
+}
+
+/// How to run a problem.
+struct RunSpec {
+  std::optional<attend::Path> path;  // forced path; nullopt: flash = false (always math)
+  double dropout = 0.0;
+  bool train = false;
+  std::uint64_t seed = 0;
+  std::uint32_t offset = 0;
+  const Eigen::ThreadPoolDevice* device = nullptr;
+};
+
+inline RunSpec on(attend::Path p) {
+  RunSpec s;
+  s.path = p;
+  return s;
+}
+
+template <typename T>
+attend::Attend<T> make_attend(const RunSpec& s, std::optional<double> scale) {
+  attend::Attend<T> a(s.dropout, s.path.has_value(), scale,
+                      s.path ? only(*s.path) : attend::FlashAttentionConfig{}, s.seed);
+  a.train(s.train);
+  return a;
+}
+
+/// Output of one run: out and lse in double, and out's raw T values for bitwise comparisons.
+template <typename T>
+struct Result {
+  std::vector<double> out, lse;
+  std::vector<T> raw;
+  std::vector<attend::acc_t<T>> raw_lse;
+  attend::Dispatch dispatch;
+};
+
+/// Runs `in` (converted to T) through Attend<T> as `spec` says.
+template <typename T>
+Result<T> run(const Inputs& in, const RunSpec& spec) {
+  using Acc = attend::acc_t<T>;
+  const std::vector<T> q = to_t<T>(in.q), k = to_t<T>(in.k), v = to_t<T>(in.v);
+  const std::vector<T> madd = to_t<T>(in.mask_add);
+  std::unique_ptr<bool[]> mkeep(new bool[in.mask_keep.size() + 1]);
+  for (std::size_t i = 0; i < in.mask_keep.size(); ++i) mkeep[i] = in.mask_keep[i] != 0;
+
+  Result<T> r;
+  r.raw.assign(static_cast<std::size_t>(in.out_size()), T(0));
+  r.raw_lse.assign(static_cast<std::size_t>(in.lse_size()), Acc(0));
+  attend::CallOptions<T> o;
+  if (in.mask == MaskKind::keep) o.mask = make_mask<T, bool>(mkeep.get(), in.mask_dims);
+  if (in.mask == MaskKind::additive) o.mask = make_mask<T, T>(madd.data(), in.mask_dims);
+  o.causal = in.causal;
+  o.lse = attend::TensorView<Acc, 3>(r.raw_lse.data(), {in.B, in.Hq, in.Nq});
+  o.device = spec.device;
+  o.dropout_offset = spec.offset;
+  o.dispatch = &r.dispatch;
+  const attend::Attend<T> a = make_attend<T>(spec, in.scale);
+  a(attend::ConstView<T, 4>(q.data(), {in.B, in.Hq, in.Nq, in.D}),
+    attend::ConstView<T, 4>(k.data(), {in.B, in.Hkv, in.Nk, in.D}),
+    attend::ConstView<T, 4>(v.data(), {in.B, in.Hkv, in.Nk, in.Dv}),
+    attend::TensorView<T, 4>(r.raw.data(), {in.B, in.Hq, in.Nq, in.Dv}), o);
+  r.out = to_double(r.raw.data(), r.raw.size());
+  r.lse = to_double(r.raw_lse.data(), r.raw_lse.size());
+  return r;
+}
+
+/// The reference for a T computation: the math path in double on the inputs rounded to T.
+template <typename T>
+Result<double> reference(const Inputs& in, RunSpec spec = {}) {
+  spec.path.reset();
+  return run<double>(rounded<T>(in), spec);
+}
+
+/// Largest |x| over the finite entries.
+inline double max_abs_finite(const std::vector<double>& x) {
+  double m = 0;
+  for (double e : x)
+    if (std::isfinite(e)) m = std::max(m, std::abs(e));
+  return m;
+}
+
+/// Element-wise distance: |got - ref| for finite refs; a NaN ref must be NaN and an infinite ref
+/// must be the same infinity, else the distance is +inf; a non-finite got with a finite ref is +inf.
+struct Diff {
+  double max_abs_err = 0;
+  std::size_t worst = 0;  // index of the largest error
+};
+
+inline Diff compare(const std::vector<double>& got, const std::vector<double>& ref) {
+  Diff d;
+  if (got.size() != ref.size()) {
+    d.max_abs_err = kInf;
+    return d;
+  }
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    double e;
+    if (std::isnan(ref[i])) {
+      e = std::isnan(got[i]) ? 0.0 : kInf;
+    } else if (std::isinf(ref[i])) {
+      e = got[i] == ref[i] ? 0.0 : kInf;
+    } else {
+      e = std::isfinite(got[i]) ? std::abs(got[i] - ref[i]) : kInf;
+    }
+    if (e > d.max_abs_err) {
+      d.max_abs_err = e;
+      d.worst = i;
+    }
+  }
+  return d;
+}
+
+template <typename T>
+bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tolerance: one formula for every comparison of a result against a reference.
+//
+// Let u = eps(acc_t<T>) (the arithmetic's precision: double for f64, float otherwise), and, over the
+// inputs as they are fed to the computation (already rounded to T),
+//   S = max over (b, h, i, j) of scale · Σ_d |q_id k_jd|, plus max |finite additive mask|: the size of
+//       the terms each logit sums (its rounding errors scale with it, not with the logit itself),
+//   V = max |v| (times 1/(1-p) under dropout: the weights sum to at most 1/(1-p)).
+// Error budget of out_i = Σ_j softmax(s)_ij v_j:
+//   * each logit s_ij is a D-term dot product: |δs| ≲ sqrt(D)·u·S (rounding errors of a sum grow
+//     like the square root of its length; the worst case D·u·S is not reached by these kernels,
+//     whose fused/blocked sums are better than recursive summation). An error δ in a logit changes
+//     the weights relatively by ~δ and the output by ≤ 2δ·V (softmax Jacobian: p_j(δ_j - Σ p δ)).
+//     This is the term that makes logits in the hundreds (S ~ 10^3) cost accuracy: |s|·u per logit.
+//   * the row sum and the weighted sum over Nk keys: ≲ sqrt(Nk)·u·V; exp, division, scale: a few u·V.
+//   * the final rounding of out to T: eps(T)/2 · |out| ≤ eps(T)/2 · max|ref| (counted twice: eps(T)).
+// So  tol_out = eps(T)·max|ref| + C·u·V·(1 + sqrt(D)·S + sqrt(Nk)),
+// and the log-sum-exp, kept in acc_t<T> (never rounded to T), is its max logit plus log of the row sum:
+//     tol_lse = C·u·(max(1, max|lse|) + sqrt(D)·S + sqrt(Nk)).
+// C = 4 covers the constant factors above (2 from the softmax Jacobian, 2 for the reference's
+// own rounding). Measured errors sit at or below ~1/10 of these (the golden runner prints them), while
+// a wrong scale, a missing mask or an off-by-one causal diagonal moves an output by ~|v|/Nk or more
+// and a logit by much more than sqrt(D)·u·S: far outside.
+// For f64/f32 the reference may be PyTorch's (golden, on unrounded double inputs): rounding q, k, v
+// to float perturbs logits by ≤ 2u·S and v by u·V, inside the same budget.
+// For 16-bit T the reference must be the double computation on the same T-rounded inputs: rounding
+// q and k to 8 or 11 bits moves a logit of size 100 by ~eps(T)·100 ≈ 1, i.e. changes the softmax
+// at O(1), which no tolerance derived from eps(T)·|out| could absorb (nor should: it is the input).
+// ---------------------------------------------------------------------------------------------
+
+constexpr double kTolC = 4.0;
+
+struct Magnitudes {
+  double S = 0;  // logit magnitude bound
+  double V = 0;  // value magnitude bound
+};
+
+inline Magnitudes magnitudes(const Inputs& in, double keep_scale = 1.0) {
+  Magnitudes m;
+  const Index group = in.Hkv > 0 ? std::max<Index>(1, in.Hq / in.Hkv) : 1;
+  double dot = 0;  // max over (b, h, i, j) of Σ_d |q_d k_d|
+  for (Index b = 0; b < in.B; ++b)
+    for (Index h = 0; h < in.Hq; ++h)
+      for (Index i = 0; i < in.Nq; ++i) {
+        const double* q = in.q.data() + ((b * in.Hq + h) * in.Nq + i) * in.D;
+        for (Index j = 0; j < in.Nk; ++j) {
+          const double* k = in.k.data() + ((b * in.Hkv + h / group) * in.Nk + j) * in.D;
+          double a = 0;
+          for (Index d = 0; d < in.D; ++d) a += std::abs(q[d] * k[d]);
+          dot = std::max(dot, a);
+        }
+      }
+  m.S = std::abs(in.scale_value()) * dot;
+  if (in.mask == MaskKind::additive) m.S += max_abs_finite(in.mask_add);
+  m.V = max_abs_finite(in.v) * keep_scale;
+  return m;
+}
+
+struct Tolerance {
+  double out = 0;
+  double lse = 0;
+};
+
+/// The tolerance of a T computation of `in_as_fed` against a reference whose output has max |.|
+/// `ref_max_abs` and whose lse has max finite |.| `lse_max_abs` (see the derivation above).
+template <typename T>
+Tolerance tolerance(const Inputs& in_as_fed, double ref_max_abs, double lse_max_abs, double keep_scale = 1.0) {
+  const double u = eps<attend::acc_t<T>>();
+  const Magnitudes m = magnitudes(in_as_fed, keep_scale);
+  const double growth = std::sqrt(static_cast<double>(in_as_fed.D)) * m.S +
+                        std::sqrt(static_cast<double>(std::max<Index>(in_as_fed.Nk, 1)));
+  Tolerance t;
+  t.out = eps<T>() * ref_max_abs + kTolC * u * m.V * (1.0 + growth);
+  t.lse = kTolC * u * (std::max(1.0, lse_max_abs) + growth);
+  return t;
+}
+
+/// Where a flat (B, H, N, X) index points, for messages.
+inline std::string where4(std::size_t flat, Index H, Index N, Index X) {
+  const Index f = static_cast<Index>(flat);
+  const Index x = f % X, n = (f / X) % N, h = (f / X / N) % H, b = f / X / N / H;
+  return "(b=" + std::to_string(b) + ", h=" + std::to_string(h) + ", i=" + std::to_string(n) +
+         ", d=" + std::to_string(x) + ")";
+}
+
+}  // namespace attend_test
+
+#endif  // ATTEND_TESTS_SUPPORT_ATTEND_TEST_HPP

@@ -1,0 +1,107 @@
+// Every path, in every element type, against the math path in double on the same T-rounded inputs,
+// over shapes at the edges of the 64 x 64 tiles (KernelTraits kBlockQ = kBlockK = 64): sequence
+// lengths 1, 63, 64, 65, 113 (prime), 130, 194 (3 * 64 + 2) for Nq and Nk independently, head
+// dimensions 1, 8, 16, 64, 80, 128 with Dv != D, grouped-query heads, causal alignments and masks.
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "support/attend_test.hpp"
+#include "support/check.hpp"
+
+namespace {
+
+using attend::Causal;
+using attend::Index;
+using attend_test::Inputs;
+using attend_test::MaskKind;
+
+struct Shape {
+  Index B, Hq, Hkv, Nq, Nk, D, Dv;
+  Causal causal = Causal::none;
+  MaskKind mask = MaskKind::none;
+};
+
+std::string name_of(const Shape& s) {
+  std::string n = "B" + std::to_string(s.B) + "H" + std::to_string(s.Hq) + "Hkv" + std::to_string(s.Hkv) + "Nq" +
+                  std::to_string(s.Nq) + "Nk" + std::to_string(s.Nk) + "D" + std::to_string(s.D) + "Dv" +
+                  std::to_string(s.Dv);
+  if (s.causal == Causal::top_left) n += "_CausalTopLeft";
+  if (s.causal == Causal::bottom_right) n += "_CausalBottomRight";
+  if (s.mask == MaskKind::keep) n += "_BoolMask";
+  if (s.mask == MaskKind::additive) n += "_AdditiveMask";
+  return n;
+}
+
+Inputs make_inputs(const Shape& s) {
+  const std::uint64_t seed = static_cast<std::uint64_t>(s.B * 7 + s.Hq * 131 + s.Nq * 1009 + s.Nk * 9176 + s.D * 31 +
+                                                        s.Dv * 17 + static_cast<int>(s.causal) * 3 +
+                                                        static_cast<int>(s.mask) * 5);
+  Inputs in = attend_test::random_inputs(s.B, s.Hq, s.Hkv, s.Nq, s.Nk, s.D, s.Dv, seed);
+  in.causal = s.causal;
+  if (s.mask == MaskKind::keep) {
+    // Per-batch (B, 1, Nq, Nk): 70% kept; every 17th query row of batch 0 fully masked.
+    attend_test::set_keep_mask(in, {s.B, 1, s.Nq, s.Nk}, [&](Index b, Index h, Index i, Index j) {
+      if (b == 0 && i % 17 == 3) return false;
+      return attend_test::unit_hash(seed, b, h, i, j) < 0.7;
+    });
+  } else if (s.mask == MaskKind::additive) {
+    // Per-head (Hq, Nq, Nk): a N(0,1)-like bias, -inf at 20%; every 13th row of head 0 all -inf.
+    attend_test::set_additive_mask(in, {s.Hq, s.Nq, s.Nk}, [&](Index b, Index h, Index i, Index j) {
+      const double u = attend_test::unit_hash(seed, b, h, i, j);
+      if ((h == 0 && i % 13 == 5) || u < 0.2) return -attend_test::kInf;
+      return 4.0 * (u - 0.6);
+    });
+  }
+  return in;
+}
+
+class Shapes : public ::testing::TestWithParam<Shape> {};
+
+TEST_P(Shapes, EveryPathEveryTypeMatchesDoubleMath) {
+  const Inputs in = make_inputs(GetParam());
+  attend_test::expect_paths_match_reference_all_types(in, name_of(GetParam()));
+}
+
+constexpr Causal TL = Causal::top_left;
+constexpr Causal BR = Causal::bottom_right;
+constexpr Causal NC = Causal::none;
+
+// Plain shapes: each length in {1, 63, 64, 65, 113, 194} appears as Nq and as Nk, but not all pairs.
+const Shape kPlain[] = {
+    {1, 1, 1, 1, 1, 1, 1},         {1, 2, 1, 1, 194, 64, 64},    {1, 1, 1, 63, 63, 8, 8},
+    {1, 1, 1, 64, 64, 64, 64},     {1, 1, 1, 65, 65, 64, 64},    {2, 4, 2, 65, 130, 64, 32},
+    {1, 2, 2, 113, 113, 80, 80},   {1, 1, 1, 194, 194, 128, 128}, {1, 3, 3, 64, 65, 8, 16},
+    {1, 2, 1, 65, 64, 128, 8},     {1, 4, 2, 113, 1, 16, 8},     {1, 1, 1, 194, 63, 1, 24},
+    {2, 2, 1, 63, 113, 80, 16},    {1, 2, 2, 1, 65, 128, 64},    {1, 1, 1, 113, 194, 1, 1},
+    {1, 6, 3, 194, 113, 8, 8},
+};
+INSTANTIATE_TEST_SUITE_P(TileEdges, Shapes, ::testing::ValuesIn(kPlain),
+                         [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
+
+// Causal, both alignments, with Nq < Nk and Nq > Nk around the tile edges (bottom_right with Nq > Nk
+// has rows that see no key; a tile that the diagonal crosses takes the masking branch).
+const Shape kCausal[] = {
+    {1, 2, 1, 63, 65, 16, 16, TL},   {1, 2, 1, 63, 65, 16, 16, BR},   {1, 1, 1, 65, 63, 16, 8, TL},
+    {1, 1, 1, 65, 63, 16, 8, BR},    {1, 2, 2, 64, 194, 64, 64, TL},  {1, 2, 2, 64, 194, 64, 64, BR},
+    {1, 1, 1, 194, 64, 8, 8, TL},    {1, 1, 1, 194, 64, 8, 8, BR},    {1, 2, 1, 113, 113, 80, 80, TL},
+    {1, 2, 1, 113, 113, 80, 80, BR}, {1, 1, 1, 1, 194, 64, 64, TL},   {1, 1, 1, 1, 194, 64, 64, BR},
+    {1, 1, 1, 194, 1, 8, 8, TL},     {1, 1, 1, 194, 1, 8, 8, BR},     {2, 2, 2, 130, 65, 32, 16, TL},
+    {2, 2, 2, 130, 65, 32, 16, BR},  {1, 1, 1, 65, 130, 128, 128, BR},
+};
+INSTANTIATE_TEST_SUITE_P(Causal, Shapes, ::testing::ValuesIn(kCausal),
+                         [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
+
+// Masks (with fully masked rows), alone and combined with causality.
+const Shape kMasked[] = {
+    {2, 2, 1, 65, 113, 64, 64, NC, MaskKind::keep},     {1, 1, 1, 194, 63, 8, 8, NC, MaskKind::keep},
+    {1, 2, 2, 1, 65, 16, 16, NC, MaskKind::keep},       {1, 3, 3, 113, 65, 80, 16, NC, MaskKind::additive},
+    {2, 2, 2, 63, 194, 8, 8, NC, MaskKind::additive},   {1, 2, 2, 65, 130, 16, 16, BR, MaskKind::keep},
+    {1, 2, 1, 130, 65, 16, 16, TL, MaskKind::additive},
+};
+INSTANTIATE_TEST_SUITE_P(Masked, Shapes, ::testing::ValuesIn(kMasked),
+                         [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
+
+}  // namespace

@@ -68,3 +68,9 @@ if(TARGET Eigen3::Eigen AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   attend_robust_compile_fail(element_type element_type.cpp "T must be double, float, Eigen::bfloat16 or Eigen::half"
                              -march=native)
 endif()
+
+# Threads: the same bits for any thread count and run, dropout included; one module, many callers.
+# Label "threads": .ci/sanitize.sh runs these under ThreadSanitizer.
+attend_robust_test(threads SOURCES "${attend_robust_dir}/threads_test.cpp" LABELS threads)
+find_package(Threads REQUIRED)
+target_link_libraries(attend_robust_threads_test PRIVATE Threads::Threads)

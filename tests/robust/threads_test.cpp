@@ -1,0 +1,164 @@
+// Threads: results are the same bits for any number of threads and across runs, dropout included,
+// and one const Attend object serves many calling threads at once. Built and run under
+// ThreadSanitizer by .ci/sanitize.sh (ctest label "threads").
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "robust_common.hpp"
+
+namespace {
+
+using attend::ConstView;
+using attend::Index;
+using attend::Tensor;
+using robust::Route;
+
+struct Shape {
+  const char* name;
+  Index B, Hq, Hkv, Nq, Nk, D, Dv;
+  attend::Causal causal;
+};
+// Query tiles with ragged edges, and a decode step (split-KV kernel: three key splits to merge).
+constexpr Shape kShapes[] = {
+    {"tiles", 2, 4, 2, 150, 140, 32, 24, attend::Causal::bottom_right},
+    {"decode", 2, 4, 1, 2, 1100, 16, 8, attend::Causal::none},
+};
+
+/// One call's inputs and outputs.
+template <typename T>
+struct Problem {
+  Tensor<T, 4> q, k, v, out;
+  Tensor<bool, 4> keep;  // (B, 1, Nq, Nk): a key-padding-like mask with some fully masked rows
+  Tensor<attend::acc_t<T>, 3> lse;
+  Problem(const Shape& s, std::uint32_t seed)
+      : q(s.B, s.Hq, s.Nq, s.D), k(s.B, s.Hkv, s.Nk, s.D), v(s.B, s.Hkv, s.Nk, s.Dv), out(s.B, s.Hq, s.Nq, s.Dv),
+        keep(s.B, 1, s.Nq, s.Nk), lse(s.B, s.Hq, s.Nq) {
+    robust::fill(q, seed * 3 + 1);
+    robust::fill(k, seed * 3 + 2);
+    robust::fill(v, seed * 3 + 3);
+    for (Index i = 0; i < keep.size(); ++i) keep.data()[i] = ((i * 2654435761u + seed) >> 7) % 5 != 0;
+    for (Index j = 0; j < s.Nk; ++j) keep(0, 0, 1, j) = false;  // a row that sees nothing
+  }
+  attend::CallOptions<T> options(const Shape& s, std::uint32_t offset) {
+    attend::CallOptions<T> o;
+    o.mask = attend::Mask<T>::keep(ConstView<bool, 4>(keep));
+    o.causal = s.causal;
+    o.lse = lse;
+    o.dropout_offset = offset;
+    return o;
+  }
+};
+
+template <typename T>
+attend::Attend<T> training_module(const Route& route) {
+  attend::Attend<T> a = robust::make<T>(route, /*dropout=*/0.2, std::nullopt, /*seed=*/0x5eed5eed12345ULL);
+  a.train();
+  return a;
+}
+
+template <typename T>
+class Threads : public ::testing::Test {};
+TYPED_TEST_SUITE(Threads, robust::AllTypes);
+
+// Every path gives the same bits with 1, 2, 3 and 8 threads as without a pool, run after run.
+TYPED_TEST(Threads, SameBitsForAnyThreadCountAndRun) {
+  using T = TypeParam;
+  for (const Shape& sh : kShapes) {
+    for (const Route& route : robust::paths()) {
+      SCOPED_TRACE(std::string(sh.name) + ", " + route.name);
+      const attend::Attend<T> a = training_module<T>(route);
+      Problem<T> ref(sh, 1);
+      a.forward(ref.q, ref.k, ref.v, ref.out, ref.options(sh, 7));
+      for (int threads : {1, 2, 3, 8}) {
+        Eigen::ThreadPool pool(threads);
+        const Eigen::ThreadPoolDevice device(&pool, threads);
+        for (int rep = 0; rep < 2; ++rep) {
+          Problem<T> p(sh, 1);
+          attend::CallOptions<T> o = p.options(sh, 7);
+          o.device = &device;
+          attend::Workspace ws;
+          if (rep == 1) o.workspace = &ws;
+          a.forward(p.q, p.k, p.v, p.out, o);
+          EXPECT_EQ(robust::first_diff(p.out, ref.out), -1) << threads << " threads, run " << rep;
+          EXPECT_EQ(robust::first_diff(p.lse, ref.lse), -1) << threads << " threads, run " << rep;
+        }
+      }
+    }
+  }
+}
+
+// One Attend per path, each called at once from 8 std::threads that share one thread pool device
+// (and so compete for its 3 threads); every call gives the bits the same call gives alone.
+TYPED_TEST(Threads, OneModuleCalledFromEightThreads) {
+  using T = TypeParam;
+  constexpr int kCallers = 8, kCalls = 3;
+  Eigen::ThreadPool pool(3);
+  const Eigen::ThreadPoolDevice device(&pool, 3);
+  for (const Shape& sh : kShapes) {
+    for (const Route& route : robust::routes()) {
+      SCOPED_TRACE(std::string(sh.name) + ", " + route.name);
+      const attend::Attend<T> a = training_module<T>(route);
+      // Serial references: caller c, call n uses inputs seeded c and dropout offset n.
+      std::vector<std::unique_ptr<Problem<T>>> refs;
+      for (int c = 0; c < kCallers; ++c) {
+        for (int n = 0; n < kCalls; ++n) {
+          refs.push_back(std::make_unique<Problem<T>>(sh, static_cast<std::uint32_t>(c + 1)));
+          Problem<T>& r = *refs.back();
+          a.forward(r.q, r.k, r.v, r.out, r.options(sh, static_cast<std::uint32_t>(n)));
+        }
+      }
+      std::vector<std::unique_ptr<Problem<T>>> got(refs.size());
+      std::vector<std::thread> callers;
+      for (int c = 0; c < kCallers; ++c) {
+        callers.emplace_back([&, c] {
+          attend::Workspace ws;  // one per caller: a workspace serves one call at a time
+          for (int n = 0; n < kCalls; ++n) {
+            auto p = std::make_unique<Problem<T>>(sh, static_cast<std::uint32_t>(c + 1));
+            attend::CallOptions<T> o = p->options(sh, static_cast<std::uint32_t>(n));
+            o.device = (c + n) % 4 == 3 ? nullptr : &device;  // some callers without the pool
+            if (n % 2 == 1) o.workspace = &ws;
+            a.forward(p->q, p->k, p->v, p->out, o);
+            got[static_cast<std::size_t>(c * kCalls + n)] = std::move(p);
+          }
+        });
+      }
+      for (std::thread& t : callers) t.join();
+      for (std::size_t i = 0; i < refs.size(); ++i) {
+        ASSERT_TRUE(got[i]);
+        EXPECT_EQ(robust::first_diff(got[i]->out, refs[i]->out), -1) << "caller " << i / kCalls << ", call " << i % kCalls;
+        EXPECT_EQ(robust::first_diff(got[i]->lse, refs[i]->lse), -1) << "caller " << i / kCalls << ", call " << i % kCalls;
+      }
+    }
+  }
+}
+
+// The returning operator() and dispatch() are as thread-safe as forward().
+TEST(ThreadsApi, ReturningCallAndDispatchFromManyThreads) {
+  const Shape& sh = kShapes[0];
+  const attend::Attend<float> a(0.0, true);
+  Problem<float> p(sh, 3);
+  const attend::CallOptions<float> o = p.options(sh, 0);
+  const Tensor<float, 4> ref = a(p.q, p.k, p.v, o);
+  std::vector<int> ok(8, 0);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 8; ++t) {
+    ts.emplace_back([&, t] {
+      attend::Dispatch d;
+      attend::CallOptions<float> mine = o;
+      mine.dispatch = &d;
+      mine.lse = {};
+      const Tensor<float, 4> out = a(p.q, p.k, p.v, mine);
+      ok[static_cast<std::size_t>(t)] = robust::same_bits(out, ref) && d.path == attend::Path::flash &&
+                                        a.dispatch(p.q, p.k, p.v, o).path == attend::Path::flash;
+    });
+  }
+  for (std::thread& t : ts) t.join();
+  for (int t = 0; t < 8; ++t) EXPECT_EQ(ok[static_cast<std::size_t>(t)], 1) << "thread " << t;
+}
+
+}  // namespace

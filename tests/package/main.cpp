@@ -1,0 +1,81 @@
+// A consumer of attend: one small attention whose answer is known, on every path, plus the version.
+// Built by tests/packaging.cmake once per way of getting attend (find_package, add_subdirectory,
+// FetchContent, pkg-config); exits non-zero on any mismatch.
+#include <attend/attend.hpp>
+
+#include <cmath>    // std::abs, std::isfinite
+#include <cstdio>   // std::printf, std::fprintf
+#include <string>   // std::string, std::to_string
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "attend_consumer: FAILED: %s\n", what.c_str());
+    ++failures;
+  }
+}
+
+}  // namespace
+
+int main() {
+  const std::string version = std::to_string(ATTEND_VERSION_MAJOR) + "." + std::to_string(ATTEND_VERSION_MINOR) +
+                              "." + std::to_string(ATTEND_VERSION_PATCH);
+#ifdef ATTEND_EXPECTED_VERSION
+  check(version == ATTEND_EXPECTED_VERSION,
+        "headers say version " + version + ", the package says " + ATTEND_EXPECTED_VERSION);
+#endif
+
+  // q (1, 2, 3, 4), k (1, 2, 5, 4), v (1, 2, 5, 2). Every key row of v is the same within a head, so
+  // whatever the weights, each output row equals that row: (h + 1, -(h + 1)).
+  const attend::Index B = 1, H = 2, Nq = 3, Nk = 5, D = 4, Dv = 2;
+  attend::Tensor<float, 4> q(B, H, Nq, D), k(B, H, Nk, D), v(B, H, Nk, Dv);
+  for (attend::Index i = 0; i < q.size(); ++i) q.data()[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;
+  for (attend::Index i = 0; i < k.size(); ++i) k.data()[i] = 0.2f * static_cast<float>(i % 5) - 0.4f;
+  for (attend::Index h = 0; h < H; ++h)
+    for (attend::Index j = 0; j < Nk; ++j) {
+      v(0, h, j, 0) = static_cast<float>(h + 1);
+      v(0, h, j, 1) = -static_cast<float>(h + 1);
+    }
+
+  for (attend::Path path : {attend::Path::math, attend::Path::mem_efficient, attend::Path::flash}) {
+    attend::FlashAttentionConfig only;  // exactly one path enabled: that path or an error
+    only.enable_flash = path == attend::Path::flash;
+    only.enable_mem_efficient = path == attend::Path::mem_efficient;
+    only.enable_math = path == attend::Path::math;
+    const attend::Attend<float> attn(/*dropout=*/0.0, /*flash=*/true, /*scale=*/{}, only);
+
+    attend::Tensor<float, 3> lse(B, H, Nq);
+    attend::Dispatch dispatch;
+    attend::CallOptions<float> options;
+    options.causal = attend::Causal::bottom_right;
+    options.lse = lse;
+    options.dispatch = &dispatch;
+    const attend::Tensor<float, 4> out = attn(q, k, v, options);
+
+    const std::string name = attend::path_name(path);
+    check(dispatch.path == path, name + ": ran " + attend::path_name(dispatch.path));
+    for (attend::Index h = 0; h < H; ++h)
+      for (attend::Index i = 0; i < Nq; ++i) {
+        const float want = static_cast<float>(h + 1);
+        check(std::abs(out(0, h, i, 0) - want) <= 1e-6f * want && std::abs(out(0, h, i, 1) + want) <= 1e-6f * want,
+              name + ": out(0, " + std::to_string(h) + ", " + std::to_string(i) + ", :) is wrong");
+        check(std::isfinite(lse(0, h, i)), name + ": lse is not finite");
+      }
+    std::printf("attend %s: %s path, out(0, 1, 2, :) = (%g, %g), lse(0, 1, 2) = %g\n", version.c_str(),
+                name.c_str(), static_cast<double>(out(0, 1, 2, 0)), static_cast<double>(out(0, 1, 2, 1)),
+                static_cast<double>(lse(0, 1, 2)));
+  }
+
+  // Errors are attend::Error, and its message says where it came from.
+  try {
+    attend::Attend<float> bad(/*dropout=*/1.5);
+    check(false, "dropout 1.5 was accepted");
+  } catch (const attend::Error& e) {
+    check(std::string(e.what()).rfind("attend: ", 0) == 0, std::string("error message: ") + e.what());
+  }
+
+  return failures == 0 ? 0 : 1;
+}

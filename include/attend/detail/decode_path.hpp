@@ -57,7 +57,7 @@ struct DecodeScratch {
     return align_up(sizeof(Acc) * static_cast<std::size_t>(R * D)) + align_up(sizeof(Acc) * static_cast<std::size_t>(R * C)) +
            align_up(sizeof(Acc) * static_cast<std::size_t>(D)) + align_up(sizeof(Acc) * static_cast<std::size_t>(Dv));
   }
-  DecodeScratch(void* base, Index D, Index Dv) {
+  DecodeScratch(void* base, Index D, Index /*Dv*/) {
     auto* p = static_cast<unsigned char*>(base);
     q = reinterpret_cast<Acc*>(p);
     p += align_up(sizeof(Acc) * static_cast<std::size_t>(R * D));

@@ -74,3 +74,8 @@ endif()
 attend_robust_test(threads SOURCES "${attend_robust_dir}/threads_test.cpp" LABELS threads)
 find_package(Threads REQUIRED)
 target_link_libraries(attend_robust_threads_test PRIVATE Threads::Threads)
+
+# No hidden allocation: its own executable, since it replaces operator new (and malloc, outside
+# sanitizer builds) to count allocations, and turns Eigen's allocation check on.
+attend_robust_test(noalloc SOURCES "${attend_robust_dir}/noalloc_test.cpp")
+target_link_libraries(attend_robust_noalloc_test PRIVATE Threads::Threads)

@@ -19,15 +19,19 @@ inline int worker_count(const Eigen::ThreadPoolDevice* device) {
   return device == nullptr ? 1 : std::max(1, device->numThreads());
 }
 
-/// Calls fn(worker, item) for every item in [0, n); `worker` is in [0, workers) and names the scratch
-/// slot the call may use, never shared by two threads at once. The calling thread is worker 0 and
-/// `workers - 1` tasks go to the pool, so `workers` threads compute while the pool has them free.
+/// Calls fn(worker, begin, end) over [0, n) in runs of at most `grain` consecutive items; `worker`
+/// is in [0, workers) and names the scratch slot the call may use, never shared by two threads at
+/// once. The calling thread is worker 0 and `workers - 1` tasks go to the pool, so `workers` threads
+/// compute while the pool has them free. A run lets the callee look ahead (prefetch item i + 1 while
+/// computing item i); claiming runs one at a time keeps uneven items balanced.
 template <typename Fn>
-void parallel_for(const Eigen::ThreadPoolDevice* device, int workers, Index n, Fn&& fn) {
+void parallel_for_runs(const Eigen::ThreadPoolDevice* device, int workers, Index n, Index grain, Fn&& fn) {
   if (n <= 0) return;
-  workers = static_cast<int>(std::min<Index>(workers, n));
+  grain = std::max<Index>(1, grain);
+  const Index runs = (n + grain - 1) / grain;
+  workers = static_cast<int>(std::min<Index>(workers, runs));
   if (device == nullptr || workers <= 1) {
-    for (Index i = 0; i < n; ++i) fn(0, i);
+    fn(0, Index(0), n);
     return;
   }
   std::atomic<Index> next{0};
@@ -35,14 +39,14 @@ void parallel_for(const Eigen::ThreadPoolDevice* device, int workers, Index n, F
   std::exception_ptr error;
   auto work = [&](int worker) {
     try {
-      for (Index i = next.fetch_add(1, std::memory_order_relaxed); i < n;
-           i = next.fetch_add(1, std::memory_order_relaxed)) {
-        fn(worker, i);
+      for (Index r = next.fetch_add(1, std::memory_order_relaxed); r < runs;
+           r = next.fetch_add(1, std::memory_order_relaxed)) {
+        fn(worker, r * grain, std::min(n, (r + 1) * grain));
       }
     } catch (...) {
       // Kernels throw nothing after validation; this keeps a bad_alloc from escaping a pool thread.
       if (!failed.exchange(true)) error = std::current_exception();
-      next.store(n, std::memory_order_relaxed);
+      next.store(runs, std::memory_order_relaxed);
     }
   };
   Eigen::Barrier barrier(static_cast<unsigned int>(workers - 1));
@@ -55,6 +59,15 @@ void parallel_for(const Eigen::ThreadPoolDevice* device, int workers, Index n, F
   work(0);
   barrier.Wait();
   if (failed.load()) std::rethrow_exception(error);
+}
+
+/// Calls fn(worker, item) for every item in [0, n), items claimed one at a time (see
+/// parallel_for_runs).
+template <typename Fn>
+void parallel_for(const Eigen::ThreadPoolDevice* device, int workers, Index n, Fn&& fn) {
+  parallel_for_runs(device, workers, n, 1, [&fn](int worker, Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) fn(worker, i);
+  });
 }
 
 }  // namespace detail

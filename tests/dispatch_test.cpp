@@ -1,0 +1,156 @@
+// Which path a call takes, and why the ones before it were passed over: flash = false always takes
+// math; flash = true takes the first enabled path that can serve the call, in the order flash,
+// mem_efficient, math; head dimensions beyond kMaxTiledHeadDim rule the tiled paths out; asking for
+// exactly one path that cannot serve the call is an error, never a silent fallback.
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "support/attend_test.hpp"
+
+namespace {
+
+using attend::Dispatch;
+using attend::FlashAttentionConfig;
+using attend::Index;
+using attend::Path;
+using T = float;
+
+constexpr Index kMax = attend::Attend<T>::kMaxTiledHeadDim;
+
+struct Args {
+  std::vector<T> q, k, v;
+  attend::ConstView<T, 4> qv, kv, vv;
+  Args(Index D, Index Dv, Index Nq = 3, Index Nk = 4)
+      : q(static_cast<std::size_t>(Nq * D), T(0.01)),
+        k(static_cast<std::size_t>(Nk * D), T(0.02)),
+        v(static_cast<std::size_t>(Nk * Dv), T(1)),
+        qv(q.data(), {1, 1, Nq, D}),
+        kv(k.data(), {1, 1, Nk, D}),
+        vv(v.data(), {1, 1, Nk, Dv}) {}
+};
+
+Dispatch dispatch(bool flash, FlashAttentionConfig config, Index D, Index Dv) {
+  const Args a(D, Dv);
+  return attend::Attend<T>(0.0, flash, std::nullopt, config).dispatch(a.qv, a.kv, a.vv);
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST(Dispatch, FlashFalseTakesMathAndSaysWhy) {
+  for (const FlashAttentionConfig c : {FlashAttentionConfig{}, attend_test::only(Path::flash)}) {
+    const Dispatch d = dispatch(false, c, 64, 64);
+    EXPECT_EQ(d.path, Path::math);
+    EXPECT_TRUE(contains(d.flash_reason, "flash = false")) << d.flash_reason;
+    EXPECT_TRUE(contains(d.mem_efficient_reason, "flash = false")) << d.mem_efficient_reason;
+  }
+}
+
+TEST(Dispatch, FlashTrueDefaultTakesFlash) {
+  const Dispatch d = dispatch(true, {}, 64, 64);
+  EXPECT_EQ(d.path, Path::flash);
+  EXPECT_EQ(d.flash_reason, "");
+  EXPECT_EQ(d.mem_efficient_reason, "");  // not considered
+}
+
+TEST(Dispatch, OnlyMemEfficientTakesMemEfficient) {
+  const Dispatch d = dispatch(true, attend_test::only(Path::mem_efficient), 64, 64);
+  EXPECT_EQ(d.path, Path::mem_efficient);
+  EXPECT_TRUE(contains(d.flash_reason, "disabled")) << d.flash_reason;
+  EXPECT_EQ(d.mem_efficient_reason, "");
+}
+
+TEST(Dispatch, FlashDisabledFallsToMemEfficientThenMath) {
+  FlashAttentionConfig c;
+  c.enable_flash = false;
+  EXPECT_EQ(dispatch(true, c, 64, 64).path, Path::mem_efficient);
+  c.enable_mem_efficient = false;
+  const Dispatch d = dispatch(true, c, 64, 64);
+  EXPECT_EQ(d.path, Path::math);
+  EXPECT_TRUE(contains(d.flash_reason, "disabled")) << d.flash_reason;
+  EXPECT_TRUE(contains(d.mem_efficient_reason, "disabled")) << d.mem_efficient_reason;
+}
+
+TEST(Dispatch, OnlyMathTakesMath) { EXPECT_EQ(dispatch(true, attend_test::only(Path::math), 64, 64).path, Path::math); }
+
+// At the limit the tiled paths still serve; one past it (in D or in Dv) they do not, with a reason
+// that names the limit, and the call falls to math.
+TEST(Dispatch, HeadDimAboveTiledLimitTakesMathWithReasons) {
+  EXPECT_EQ(dispatch(true, {}, kMax, kMax).path, Path::flash);
+  for (const auto& [D, Dv] : {std::pair<Index, Index>{kMax + 1, 8}, {8, kMax + 1}, {4 * kMax, kMax + 1}}) {
+    const Dispatch d = dispatch(true, {}, D, Dv);
+    EXPECT_EQ(d.path, Path::math) << "D " << D << " Dv " << Dv;
+    EXPECT_TRUE(contains(d.flash_reason, std::to_string(kMax))) << d.flash_reason;
+    EXPECT_TRUE(contains(d.mem_efficient_reason, std::to_string(kMax))) << d.mem_efficient_reason;
+  }
+}
+
+// Such a call also computes the right thing on the math path.
+TEST(Dispatch, HeadDimAboveTiledLimitComputesOnMath) {
+  attend_test::Inputs in = attend_test::random_inputs(1, 2, 1, 3, 5, kMax + 7, 4, 301);
+  const attend_test::RunSpec flash_default = [] {
+    attend_test::RunSpec s;
+    s.path = std::nullopt;
+    return s;
+  }();
+  attend::Attend<T> a(0.0, true);
+  const auto q = attend_test::to_t<T>(in.q), k = attend_test::to_t<T>(in.k), v = attend_test::to_t<T>(in.v);
+  Dispatch d;
+  attend::CallOptions<T> o;
+  o.dispatch = &d;
+  std::vector<T> out(static_cast<std::size_t>(in.out_size()));
+  a(attend::ConstView<T, 4>(q.data(), {1, 2, 3, kMax + 7}), attend::ConstView<T, 4>(k.data(), {1, 1, 5, kMax + 7}),
+    attend::ConstView<T, 4>(v.data(), {1, 1, 5, 4}), attend::TensorView<T, 4>(out.data(), {1, 2, 3, 4}), o);
+  EXPECT_EQ(d.path, Path::math);
+  const auto ref = attend_test::reference<T>(in, flash_default);
+  const auto tol = attend_test::tolerance<T>(attend_test::rounded<T>(in), attend_test::max_abs_finite(ref.out), 1.0);
+  const auto diff = attend_test::compare(attend_test::to_double(out.data(), out.size()), ref.out);
+  EXPECT_LE(diff.max_abs_err, tol.out);
+}
+
+// Exactly one tiled path enabled and a head too big for it: an Error from dispatch() and from a call.
+TEST(Dispatch, OnlyTiledPathAndHeadTooBigIsAnError) {
+  for (const Path p : {Path::flash, Path::mem_efficient}) {
+    for (const auto& [D, Dv] : {std::pair<Index, Index>{kMax + 1, 8}, {8, kMax + 1}}) {
+      EXPECT_THROW(dispatch(true, attend_test::only(p), D, Dv), attend::Error) << attend::path_name(p);
+      const Args a(D, Dv);
+      std::vector<T> out(static_cast<std::size_t>(3 * Dv), T(9));
+      EXPECT_THROW(attend::Attend<T>(0.0, true, std::nullopt, attend_test::only(p))(
+                       a.qv, a.kv, a.vv, attend::TensorView<T, 4>(out.data(), {1, 1, 3, Dv})),
+                   attend::Error);
+      for (T x : out) EXPECT_EQ(x, T(9));
+    }
+  }
+  // flash and mem_efficient both enabled, math off: still an error, naming both reasons.
+  FlashAttentionConfig c = attend_test::only(Path::flash);
+  c.enable_mem_efficient = true;
+  try {
+    dispatch(true, c, kMax + 1, 8);
+    FAIL() << "no exception";
+  } catch (const attend::Error& e) {
+    EXPECT_TRUE(contains(e.what(), std::to_string(kMax))) << e.what();
+  }
+}
+
+// CallOptions::dispatch reports what the call did, the same as dispatch() predicts.
+TEST(Dispatch, CallReportsThePathItTook) {
+  const Args a(16, 16);
+  const std::vector<std::pair<bool, FlashAttentionConfig>> modules = {
+      {false, {}}, {true, {}}, {true, attend_test::only(Path::mem_efficient)}, {true, attend_test::only(Path::math)}};
+  for (const auto& [flash, config] : modules) {
+    const attend::Attend<T> m(0.0, flash, std::nullopt, config);
+    Dispatch got;
+    attend::CallOptions<T> o;
+    o.dispatch = &got;
+    std::vector<T> out(3 * 16);
+    m(a.qv, a.kv, a.vv, attend::TensorView<T, 4>(out.data(), {1, 1, 3, 16}), o);
+    const Dispatch want = m.dispatch(a.qv, a.kv, a.vv);
+    EXPECT_EQ(got.path, want.path);
+    EXPECT_EQ(got.flash_reason, want.flash_reason);
+    EXPECT_EQ(got.mem_efficient_reason, want.mem_efficient_reason);
+  }
+}
+
+}  // namespace

@@ -141,6 +141,7 @@ endif()
 
 # With FetchContent, from a release-style archive (file:// URL: no network) of what a subproject needs.
 set(attend_pkg_archive "${attend_pkg_consumer_bin}/attend-${attend_pkg_version}.tar.gz")
+file(MAKE_DIRECTORY "${attend_pkg_consumer_bin}")
 add_test(NAME attend.package.archive
          COMMAND "${CMAKE_COMMAND}" -E tar czf "${attend_pkg_archive}" --
                  CMakeLists.txt LICENSE README.md attend.pc.in cmake include

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include <attend/attend.hpp>
@@ -154,7 +156,13 @@ TEST(OnlineSoftmax, LogitsNearHundredDoNotOverflowFloat) {
 template <typename Acc>
 class OnlineSoftmaxTyped : public ::testing::Test {};
 using AccTypes = ::testing::Types<double, float>;
-TYPED_TEST_SUITE(OnlineSoftmaxTyped, AccTypes);
+struct AccNames {
+  template <typename Acc>
+  static std::string GetName(int) {
+    return std::is_same_v<Acc, double> ? "f64" : "f32";
+  }
+};
+TYPED_TEST_SUITE(OnlineSoftmaxTyped, AccTypes, AccNames);
 
 // A query with every key at -inf (fully masked) keeps max -inf, sum 0, lse -inf, a finite rescale
 // and exactly-zero probabilities; when keys become visible later it ends like a one-pass softmax

@@ -125,7 +125,8 @@ TYPED_TEST(Typed, AdditiveMaskOfEveryRank) {
 TYPED_TEST(Typed, CausalAlignments) {
   using T = TypeParam;
   const std::pair<Index, Index> lens[] = {{40, 100}, {100, 40}, {65, 129}, {129, 65}};
-  for (const auto& [Nq, Nk] : lens) {
+  for (const auto& len : lens) {
+    const Index Nq = len.first, Nk = len.second;  // (structured bindings cannot be captured in C++17)
     for (const Causal c : {Causal::top_left, Causal::bottom_right}) {
       Inputs in = attend_test::random_inputs(1, 2, 2, Nq, Nk, 16, 16, 103 + static_cast<std::uint64_t>(Nq));
       in.causal = c;
@@ -221,8 +222,8 @@ TYPED_TEST(Typed, StridedViewsIntoPackedBuffers) {
               continue;
             }
             const Index h = x / D, d = x % D;
-            const T exp = want.raw[static_cast<std::size_t>(((b * H + h) * N + n) * D + d)];
-            mismatches += std::memcmp(&got, &exp, sizeof(T)) != 0;
+            const T expected = want.raw[static_cast<std::size_t>(((b * H + h) * N + n) * D + d)];
+            mismatches += std::memcmp(&got, &expected, sizeof(T)) != 0;
           }
       EXPECT_EQ(mismatches, 0) << w << ": strided result differs from the contiguous one (or padding written)";
       EXPECT_TRUE(attend_test::bitwise_equal(lse, want.raw_lse)) << w;

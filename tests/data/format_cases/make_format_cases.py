@@ -5,7 +5,8 @@ Same layout and semantics as ../golden (see its README.md), but made without num
 reference is a naive float64 attention in pure Python (math.fsum sums), written here so that the
 runner's reading of the *format* is exercised beyond the public case list: masks of rank 1, 2 and 3,
 a bool mask with a broadcast query dimension, an additive mask combined with bottom_right causality
-on a tall problem, a numeric scale, GQA with Dv != D, Nk = 0, comment lines and unknown keys.
+on a tall problem, a numeric (and a negative) scale, GQA with Dv != D, Nk = 0, a head wider than the
+tiled kernels take (D = 1030), comment lines and unknown keys.
 Only out and lse are written (the runner reads nothing else).
 """
 import math
@@ -131,6 +132,8 @@ def main(root):
          mkind="additive", mshape=(1, 1, 12, 8), mfn=lambda r, t: r.uniform(-1, 1), seed=4)
     # no keys at all: out 0, lse -inf everywhere.
     case(root, "no_keys", 1, 2, 2, 3, 0, 4, 5, seed=5)
+    # a head wider than the tiled kernels' limit (1024): only the math path can serve it.
+    case(root, "wide_head", 1, 1, 1, 2, 3, 1030, 4, seed=6)
 
 
 if __name__ == "__main__":

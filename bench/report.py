@@ -10,8 +10,14 @@ the median of the repetitions. Rows that failed are listed under the table.
 
 Columns: path, type, shape, threads, ms per call, GFLOP/s, peak_frac (of the fp32 FMA peak for
 that many threads, measured by attend_bench at startup), bw_frac (decode rows: K and V bytes per
-second over the measured read bandwidth). Options:
+second over the measured read bandwidth). A row whose cpu_util (the share of its cores it got) was
+below --util-min (0.9) is marked with a dagger: the machine was shared and its numbers are low.
+Options:
     --no-context   leave out the line describing the machine and its measured ceilings
+    --util         add a cpu_util column
+    --util-min=X   threshold of the dagger (0 turns it off)
+    --unloaded     estimate what a quiet machine would give: time x cpu_util, rates / cpu_util
+                   (an estimate: it ignores the caches the other work evicted)
     --order=json   keep the order of the JSON instead of sorting by shape, type, path, threads
 """
 
@@ -89,6 +95,7 @@ def summarize(benches):
         "gflops": med("FLOPS", 1e-9),
         "peak_frac": med("peak_frac"),
         "bw_frac": med("bw_frac"),
+        "cpu_util": med("cpu_util"),
         "reps": len(benches),
     }
 
@@ -128,6 +135,9 @@ def main(argv):
     ap.add_argument("json", nargs="+", help="attend_bench --benchmark_out files (JSON)")
     ap.add_argument("--no-context", action="store_true", help="omit the machine line")
     ap.add_argument("--order", choices=["shape", "json"], default="shape")
+    ap.add_argument("--util", action="store_true", help="add a cpu_util column")
+    ap.add_argument("--util-min", type=float, default=0.9, help="mark rows below this cpu_util")
+    ap.add_argument("--unloaded", action="store_true", help="correct each row by its cpu_util (estimate)")
     args = ap.parse_args(argv)
 
     rows, errors, ctx = load(args.json)
@@ -141,12 +151,36 @@ def main(argv):
         if line:
             out.append(f"_{line}_")
             out.append("")
-    out.append("| path | type | shape | threads | ms | GFLOP/s | peak_frac | bw_frac |")
-    out.append("|---|---|---|---:|---:|---:|---:|---:|")
+    head = "| path | type | shape | threads | ms | GFLOP/s | peak_frac | bw_frac |"
+    rule = "|---|---|---|---:|---:|---:|---:|---:|"
+    if args.util:
+        head += " cpu_util |"
+        rule += "---:|"
+    if args.unloaded:
+        out.append("_Estimated for a quiet machine: each row's time x its cpu_util, rates / cpu_util._")
+        out.append("")
+    out.append(head)
+    out.append(rule)
+    shared = False
     for k in keys:
-        r = rows[k]
-        out.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {fmt_ms(r['ms'])} | {fmt(r['gflops'], '.1f')} "
-                   f"| {fmt(r['peak_frac'], '.3f')} | {fmt(r['bw_frac'], '.3f')} |")
+        r = dict(rows[k])
+        mark = ""
+        if args.unloaded and r["cpu_util"]:
+            u = min(1.0, r["cpu_util"])
+            r["ms"] *= u
+            for f in ("gflops", "peak_frac", "bw_frac"):
+                if r[f] is not None:
+                    r[f] /= u
+        elif r["cpu_util"] is not None and r["cpu_util"] < args.util_min:
+            mark, shared = " †", True
+        line = (f"| {k[0]} | {k[1]} | {k[2]} | {k[3]}{mark} | {fmt_ms(r['ms'])} | {fmt(r['gflops'], '.1f')} "
+                f"| {fmt(r['peak_frac'], '.3f')} | {fmt(r['bw_frac'], '.3f')} |")
+        if args.util:
+            line += f" {fmt(r['cpu_util'], '.2f')} |"
+        out.append(line)
+    if shared:
+        out.append("")
+        out.append(f"† cpu_util below {args.util_min}: the row shared its cores with other work; its numbers are low.")
     if errors:
         out.append("")
         for k, msg in sorted(errors.items()):

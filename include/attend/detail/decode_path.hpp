@@ -203,7 +203,7 @@ void decode_item(const Problem<T>& pb, Index b, Index hk, Index j_begin, Index j
       const T* kj = &pb.k(b, hk, j0 + jj, 0);
       const Acc* k = reinterpret_cast<const Acc*>(kj);
       if constexpr (!std::is_same_v<T, Acc>) {
-        for (Index d = 0; d < D; ++d) w.krow[d] = static_cast<Acc>(kj[d]);
+        convert_row(kj, w.krow, D);
         k = w.krow;
       }
       for (Index r = 0; r < rows; ++r) w.s[r * C + jj] = dot_row(w.q + r * D, k, D);
@@ -253,7 +253,7 @@ void decode_item(const Problem<T>& pb, Index b, Index hk, Index j_begin, Index j
     } else {
       for (Index jj = 0; jj < nk; ++jj) {
         const T* vj = &pb.v(b, hk, j0 + jj, 0);
-        for (Index d = 0; d < Dv; ++d) w.vbuf[jj * Dv + d] = static_cast<Acc>(vj[d]);
+        convert_row(vj, w.vbuf + jj * Dv, Dv);
       }
       v = w.vbuf;
     }

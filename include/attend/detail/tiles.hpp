@@ -58,6 +58,22 @@ void pack_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq,
   }
 }
 
+/// dst[0, n) = src[0, n) converted to float, a packet at a time where Eigen has a 16-bit packet as
+/// wide as the float one (AVX-512: Packet16bf/Packet16h; AVX2: the 8-lane ones). A scalar bf16 or
+/// half conversion costs as much as the FMAs that use the value, so this matters for 16-bit inputs.
+template <typename T>
+EIGEN_ALWAYS_INLINE void convert_row(const T* src, float* dst, Index n) {
+  using namespace Eigen::internal;
+  using Packet = typename KernelTraits<float>::Packet;
+  using Packet16 = typename packet_traits<T>::type;
+  constexpr Index L = KernelTraits<float>::kLanes;
+  Index d = 0;
+  if constexpr (packet_traits<T>::Vectorizable && unpacket_traits<Packet16>::size == L) {
+    for (; d + L <= n; d += L) pstoreu(dst + d, pcast<Packet16, Packet>(ploadu<Packet16>(src + d)));
+  }
+  for (; d < n; ++d) dst[d] = static_cast<float>(src[d]);
+}
+
 /// Rows [j0, j0 + n) of k or v for (b, kv head hk) as Acc: in place when T is Acc (returns the
 /// source and its row stride), else converted into `buf` (row stride = the row length).
 template <typename T>
@@ -70,11 +86,7 @@ const acc_t<T>* kv_rows(const ConstView<T, 4>& x, Index b, Index hk, Index j0, I
     return src;
   } else {
     const Index len = x.dimension(3);
-    for (Index j = 0; j < n; ++j) {
-      const T* r = src + j * x.stride(2);
-      Acc* o = buf + j * len;
-      for (Index d = 0; d < len; ++d) o[d] = static_cast<Acc>(r[d]);
-    }
+    for (Index j = 0; j < n; ++j) convert_row(src + j * x.stride(2), buf + j * len, len);
     row_stride = len;
     return buf;
   }

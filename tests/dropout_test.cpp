@@ -92,6 +92,9 @@ TYPED_TEST(Dropout, EveryPathMatchesDoubleMathWithTheSameMask) {
   attend_test::expect_paths_match_reference<T>(in, "dropout 0.3", training(0.3, 1234567, 17));
   in.causal = Causal::bottom_right;
   attend_test::expect_paths_match_reference<T>(in, "dropout 0.3 causal", training(0.3, 99, 3));
+  // Few queries per kv head and 1100 keys: the flash path's split-KV decode kernel.
+  Inputs dec = attend_test::random_inputs(1, 4, 2, 2, 1100, 16, 8, 209);
+  attend_test::expect_paths_match_reference<T>(dec, "dropout 0.3 decode", training(0.3, 5, 6));
 }
 
 // The mask each path applies is exactly the documented Philox mask (ragged tiles: Nq 70, Nk 67).
@@ -103,6 +106,13 @@ TYPED_TEST(Dropout, EveryPathAppliesTheDocumentedMask) {
   const auto want = documented_mask(B, Hq, Nq, Nk, 0.3, seed, 5);
   for (const Path p : kAllPaths) {
     EXPECT_EQ(count_diff(observed_mask<T>(in, training(0.3, seed, 5, p)), want), 0u) << attend::path_name(p);
+  }
+  // Decode shapes (2 query heads x 2 queries per kv head, 1000 keys in two splits).
+  const Inputs dec = identity_inputs(1, 2, 1, 2, 1000, 210);
+  const auto want_dec = documented_mask(1, 2, 2, 1000, 0.3, seed, 6);
+  for (const Path p : kAllPaths) {
+    EXPECT_EQ(count_diff(observed_mask<T>(dec, training(0.3, seed, 6, p)), want_dec), 0u)
+        << "decode shape, " << attend::path_name(p);
   }
 }
 
@@ -171,6 +181,19 @@ TYPED_TEST(Dropout, ThreadCountDoesNotChangeTheBits) {
   using T = TypeParam;
   Inputs in = attend_test::random_inputs(2, 3, 1, 130, 100, 16, 8, 206);
   in.causal = Causal::bottom_right;
+  const Inputs dec = attend_test::random_inputs(2, 4, 2, 1, 1600, 16, 8, 211);  // split-KV decode
+  for (const Path p : kAllPaths) {
+    const auto base = attend_test::run<T>(dec, training(0.3, 42, 9, p));
+    for (int threads : {1, 2, 3}) {
+      Eigen::ThreadPool pool(threads);
+      Eigen::ThreadPoolDevice device(&pool, threads);
+      RunSpec s = training(0.3, 42, 9, p);
+      s.device = &device;
+      const auto r = attend_test::run<T>(dec, s);
+      EXPECT_TRUE(attend_test::bitwise_equal(r.raw, base.raw)) << "decode " << attend::path_name(p) << " threads " << threads;
+      EXPECT_TRUE(attend_test::bitwise_equal(r.raw_lse, base.raw_lse)) << "decode " << attend::path_name(p);
+    }
+  }
   for (const Path p : kAllPaths) {
     const auto base = attend_test::run<T>(in, training(0.3, 42, 9, p));
     for (int threads : {1, 2, 3}) {

@@ -1,7 +1,8 @@
 // Every path, in every element type, against the math path in double on the same T-rounded inputs,
 // over shapes at the edges of the 64 x 64 tiles (KernelTraits kBlockQ = kBlockK = 64): sequence
 // lengths 1, 63, 64, 65, 113 (prime), 130, 194 (3 * 64 + 2) for Nq and Nk independently, head
-// dimensions 1, 8, 16, 64, 80, 128 with Dv != D, grouped-query heads, causal alignments and masks.
+// dimensions 1, 8, 16, 64, 80, 128 with Dv != D, grouped-query heads, causal alignments and masks;
+// and decode shapes (few queries per kv head, Nk past the 512-key splits of the decode kernel).
 
 #include <gtest/gtest.h>
 
@@ -102,6 +103,18 @@ const Shape kMasked[] = {
     {1, 2, 1, 130, 65, 16, 16, TL, MaskKind::additive},
 };
 INSTANTIATE_TEST_SUITE_P(Masked, Shapes, ::testing::ValuesIn(kMasked),
+                         [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
+
+// Few query rows per kv head (Hq/Hkv · Nq <= 16), which the flash path serves with a split-KV decode
+// kernel: several 512-key splits merged by log-sum-exp, ragged last split, causal rows whose later
+// splits see no key, masks that empty a whole split.
+const Shape kDecode[] = {
+    {1, 4, 1, 1, 1100, 64, 64},                         {2, 8, 2, 2, 1030, 128, 64},
+    {1, 16, 1, 1, 1500, 8, 8},                          {1, 2, 2, 1, 513, 80, 24},
+    {1, 4, 4, 4, 600, 16, 16, BR},                      {1, 2, 1, 8, 1025, 32, 32, TL},
+    {1, 4, 2, 3, 1100, 16, 8, NC, MaskKind::keep},      {1, 2, 1, 2, 1040, 16, 16, NC, MaskKind::additive},
+};
+INSTANTIATE_TEST_SUITE_P(Decode, Shapes, ::testing::ValuesIn(kDecode),
                          [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
 
 }  // namespace

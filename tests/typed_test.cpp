@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,22 @@ TYPED_TEST(Typed, AdditiveMaskOfEveryRank) {
           r, in, [&](Index b, Index, Index i) { return column ? (b == 1 && i % 5 == 0) : i % 7 == 3; },
           what + " path " + attend::path_name(p));
     }
+  }
+}
+
+// Decode shapes (the flash path's split-KV kernel, 512-key splits): a key-padding mask that empties
+// the first split, one that empties every split after the first, and a batch that sees no key at all.
+TYPED_TEST(Typed, DecodeSplitsEmptiedByMask) {
+  using T = TypeParam;
+  const Index B = 3, Nk = 1300;
+  Inputs in = attend_test::random_inputs(B, 4, 2, 2, Nk, 32, 16, 108);
+  attend_test::set_keep_mask(in, {B, 1, 1, Nk}, [&](Index b, Index, Index, Index j) {
+    return b == 0 ? j >= 600 : b == 1 ? j < 300 : false;
+  });
+  attend_test::expect_paths_match_reference<T>(in, "decode, split-emptying key padding");
+  for (const Path p : kAllPaths) {
+    const auto r = attend_test::run<T>(in, attend_test::on(p));
+    expect_dead_rows(r, in, [&](Index b, Index, Index) { return b == 2; }, std::string("path ") + attend::path_name(p));
   }
 }
 
@@ -267,34 +284,84 @@ TYPED_TEST(Typed, TensorMapAndTensorArguments) {
 // of out and lse is bitwise what it is without the NaN.
 TYPED_TEST(Typed, NaNInQueryPropagatesToItsRowOnly) {
   using T = TypeParam;
-  const Inputs clean = attend_test::random_inputs(2, 2, 1, 70, 75, 16, 8, 107);
-  Inputs dirty = clean;
-  const Index b = 1, h = 0, i = 66, d = 5;  // in the second query tile
-  dirty.q[static_cast<std::size_t>(((b * clean.Hq + h) * clean.Nq + i) * clean.D + d)] = attend_test::kNaN;
-  for (const Causal c : {Causal::none, Causal::bottom_right}) {
-    Inputs cc = clean, dc = dirty;
-    cc.causal = dc.causal = c;
-    for (const Path p : kAllPaths) {
-      const auto a = attend_test::run<T>(cc, attend_test::on(p));
-      const auto r = attend_test::run<T>(dc, attend_test::on(p));
-      const std::string w = std::string("path ") + attend::path_name(p) + " causal " + attend::causal_name(c);
-      const std::size_t row = static_cast<std::size_t>((b * clean.Hq + h) * clean.Nq + i);
-      int wrong = 0;
-      for (std::size_t e = 0; e < r.out.size(); ++e) {
-        if (e / static_cast<std::size_t>(clean.Dv) == row) {
-          wrong += !std::isnan(r.out[e]);
-        } else {
-          wrong += std::memcmp(&r.raw[e], &a.raw[e], sizeof(T)) != 0;
+  struct Where {
+    Inputs clean;
+    Index b, h, i, d;
+  };
+  const Where cases[] = {
+      {attend_test::random_inputs(2, 2, 1, 70, 75, 16, 8, 107), 1, 0, 66, 5},     // second query tile
+      {attend_test::random_inputs(1, 4, 1, 2, 1100, 16, 8, 109), 0, 2, 1, 3},    // split-KV decode rows
+  };
+  for (const Where& at : cases) {
+    const Inputs& clean = at.clean;
+    Inputs dirty = clean;
+    dirty.q[static_cast<std::size_t>(((at.b * clean.Hq + at.h) * clean.Nq + at.i) * clean.D + at.d)] = attend_test::kNaN;
+    const std::size_t row = static_cast<std::size_t>((at.b * clean.Hq + at.h) * clean.Nq + at.i);
+    for (const Causal c : {Causal::none, Causal::bottom_right}) {
+      Inputs cc = clean, dc = dirty;
+      cc.causal = dc.causal = c;
+      for (const Path p : kAllPaths) {
+        const auto a = attend_test::run<T>(cc, attend_test::on(p));
+        const auto r = attend_test::run<T>(dc, attend_test::on(p));
+        const std::string w = std::string("path ") + attend::path_name(p) + " causal " + attend::causal_name(c) +
+                              " Nq " + std::to_string(clean.Nq) + " Nk " + std::to_string(clean.Nk);
+        int wrong = 0;
+        for (std::size_t e = 0; e < r.out.size(); ++e) {
+          if (e / static_cast<std::size_t>(clean.Dv) == row) {
+            wrong += !std::isnan(r.out[e]);
+          } else {
+            wrong += std::memcmp(&r.raw[e], &a.raw[e], sizeof(T)) != 0;
+          }
+        }
+        EXPECT_EQ(wrong, 0) << w << ": NaN must fill row " << row << " and nothing else";
+        for (std::size_t e = 0; e < r.lse.size(); ++e) {
+          if (e == row) {
+            EXPECT_TRUE(std::isnan(r.lse[e])) << w;
+          } else {
+            EXPECT_EQ(std::memcmp(&r.raw_lse[e], &a.raw_lse[e], sizeof(r.raw_lse[e])), 0) << w << " lse " << e;
+          }
         }
       }
-      EXPECT_EQ(wrong, 0) << w << ": NaN must fill row " << row << " and nothing else";
-      for (std::size_t e = 0; e < r.lse.size(); ++e) {
-        if (e == row) {
-          EXPECT_TRUE(std::isnan(r.lse[e])) << w;
-        } else {
-          EXPECT_EQ(std::memcmp(&r.raw_lse[e], &a.raw_lse[e], sizeof(r.raw_lse[e])), 0) << w << " lse " << e;
-        }
-      }
+    }
+  }
+}
+
+// A caller's Workspace full of garbage (all bits set: NaN in every float lane) must not leak into the
+// result: the kernels must initialise every scratch value they read. Bitwise the result without one,
+// for tiled and decode shapes, with a mask and causality, reusing (and growing) one workspace.
+TYPED_TEST(Typed, GarbageWorkspaceDoesNotLeak) {
+  using T = TypeParam;
+  using Acc = attend::acc_t<T>;
+  std::vector<Inputs> problems = {attend_test::random_inputs(2, 2, 1, 70, 130, 24, 8, 110),
+                                  attend_test::random_inputs(1, 4, 2, 2, 1100, 16, 40, 111),
+                                  attend_test::random_inputs(1, 1, 1, 194, 65, 80, 16, 112)};
+  problems[0].causal = Causal::bottom_right;
+  attend_test::set_keep_mask(problems[2], {problems[2].Nq, problems[2].Nk},
+                             [](Index, Index, Index i, Index j) { return (i + j) % 5 != 0; });
+  attend::Workspace ws;
+  for (const Path p : kAllPaths) {
+    for (const Inputs& in : problems) {
+      const auto want = attend_test::run<T>(in, attend_test::on(p));
+      const auto q = attend_test::to_t<T>(in.q), k = attend_test::to_t<T>(in.k), v = attend_test::to_t<T>(in.v);
+      std::unique_ptr<bool[]> keep(new bool[in.mask_keep.size() + 1]);
+      for (std::size_t e = 0; e < in.mask_keep.size(); ++e) keep[e] = in.mask_keep[e] != 0;
+      std::vector<T> out(static_cast<std::size_t>(in.out_size()));
+      std::vector<Acc> lse(static_cast<std::size_t>(in.lse_size()));
+      attend::CallOptions<T> o;
+      if (in.mask == attend_test::MaskKind::keep) o.mask = attend_test::make_mask<T, bool>(keep.get(), in.mask_dims);
+      o.causal = in.causal;
+      o.lse = attend::TensorView<Acc, 3>(lse.data(), {in.B, in.Hq, in.Nq});
+      o.workspace = &ws;
+      const attend::ConstView<T, 4> qv(q.data(), {in.B, in.Hq, in.Nq, in.D}), kv(k.data(), {in.B, in.Hkv, in.Nk, in.D}),
+          vv(v.data(), {in.B, in.Hkv, in.Nk, in.Dv});
+      const auto a = attend_test::make_attend<T>(attend_test::on(p), std::nullopt);
+      ws.reserve(a.workspace_bytes(qv, kv, vv, o));
+      if (ws.size() > 0) std::memset(ws.data(), 0xFF, ws.size());
+      a(qv, kv, vv, attend::TensorView<T, 4>(out.data(), {in.B, in.Hq, in.Nq, in.Dv}), o);
+      const std::string w = std::string("path ") + attend::path_name(p) + " Nq " + std::to_string(in.Nq) + " Nk " +
+                            std::to_string(in.Nk);
+      EXPECT_TRUE(attend_test::bitwise_equal(out, want.raw)) << w;
+      EXPECT_TRUE(attend_test::bitwise_equal(lse, want.raw_lse)) << w;
     }
   }
 }

@@ -248,6 +248,65 @@ TYPED_TEST(Typed, StridedViewsIntoPackedBuffers) {
   }
 }
 
+// Masks and lse read and written through non-contiguous views: an additive (Nq, Nk) mask that is
+// the transpose of an (Nk, Nq) buffer, a bool (B, 1, Nq, Nk) mask with padded rows, and lse written
+// into a (B, Nq, Hq) buffer. Bitwise the results of contiguous masks and lse.
+TYPED_TEST(Typed, StridedMaskAndLseViews) {
+  using T = TypeParam;
+  using Acc = attend::acc_t<T>;
+  const Index B = 2, H = 2, Nq = 67, Nk = 70, pad = 5;
+  Inputs add = attend_test::random_inputs(B, H, H, Nq, Nk, 16, 8, 113);
+  attend_test::set_additive_mask(add, {Nq, Nk}, [](Index, Index, Index i, Index j) {
+    return (i * 7 + j) % 11 == 0 ? -attend_test::kInf : 0.1 * static_cast<double>((i + 2 * j) % 9);
+  });
+  Inputs keep = add;
+  attend_test::set_keep_mask(keep, {B, 1, Nq, Nk}, [](Index b, Index, Index i, Index j) { return (b + i + j) % 3 != 0; });
+  const auto q = attend_test::to_t<T>(add.q), k = attend_test::to_t<T>(add.k), v = attend_test::to_t<T>(add.v);
+  const attend::ConstView<T, 4> qv(q.data(), {B, H, Nq, 16}), kv(k.data(), {B, H, Nk, 16}), vv(v.data(), {B, H, Nk, 8});
+
+  std::vector<T> transposed(static_cast<std::size_t>(Nk * Nq));  // buffer (Nk, Nq)
+  for (Index i = 0; i < Nq; ++i)
+    for (Index j = 0; j < Nk; ++j)
+      transposed[static_cast<std::size_t>(j * Nq + i)] = static_cast<T>(add.mask_add[static_cast<std::size_t>(i * Nk + j)]);
+  std::unique_ptr<bool[]> padded(new bool[static_cast<std::size_t>(B * Nq * (Nk + pad))]);
+  for (Index b = 0; b < B; ++b)
+    for (Index i = 0; i < Nq; ++i)
+      for (Index j = 0; j < Nk + pad; ++j)
+        padded[static_cast<std::size_t>((b * Nq + i) * (Nk + pad) + j)] =
+            j < Nk && keep.mask_keep[static_cast<std::size_t>((b * Nq + i) * Nk + j)] != 0;
+
+  for (const Path p : kAllPaths) {
+    const auto a = attend_test::make_attend<T>(attend_test::on(p), std::nullopt);
+    for (int which = 0; which < 2; ++which) {
+      const Inputs& in = which == 0 ? add : keep;
+      const auto want = attend_test::run<T>(in, attend_test::on(p));
+      attend::CallOptions<T> o;
+      if (which == 0) {
+        o.mask = attend::Mask<T>::additive(attend::ConstView<T, 2>(transposed.data(), {Nq, Nk}, {1, Nq}));
+      } else {
+        o.mask = attend::Mask<T>::keep(
+            attend::ConstView<bool, 4>(padded.get(), {B, 1, Nq, Nk}, {Nq * (Nk + pad), 0, Nk + pad, 1}));
+      }
+      std::vector<Acc> lse(static_cast<std::size_t>(B * Nq * H));  // (B, Nq, Hq) buffer
+      o.lse = attend::TensorView<Acc, 3>(lse.data(), {B, H, Nq}, {Nq * H, 1, H});
+      std::vector<T> out(static_cast<std::size_t>(in.out_size()));
+      a(qv, kv, vv, attend::TensorView<T, 4>(out.data(), {B, H, Nq, 8}), o);
+      const std::string w = std::string(which == 0 ? "transposed additive" : "padded bool") + " mask, path " +
+                            attend::path_name(p);
+      EXPECT_TRUE(attend_test::bitwise_equal(out, want.raw)) << w;
+      int lse_wrong = 0;
+      for (Index b = 0; b < B; ++b)
+        for (Index h = 0; h < H; ++h)
+          for (Index i = 0; i < Nq; ++i) {
+            const Acc got = lse[static_cast<std::size_t>((b * Nq + i) * H + h)];
+            const Acc exp_l = want.raw_lse[static_cast<std::size_t>((b * H + h) * Nq + i)];
+            lse_wrong += std::memcmp(&got, &exp_l, sizeof(Acc)) != 0;
+          }
+      EXPECT_EQ(lse_wrong, 0) << w << ": lse through a strided view";
+    }
+  }
+}
+
 // Eigen TensorMap arguments (over the caller's memory) and Tensor arguments with the returning
 // operator() give bitwise the result of the view-based call.
 TYPED_TEST(Typed, TensorMapAndTensorArguments) {
@@ -384,7 +443,7 @@ TYPED_TEST(Typed, NoKeysGivesZerosAndLseMinusInf) {
   }
 }
 
-// Nq = 0: a valid call that writes nothing, through both operator() forms.
+// Nq = 0 (and B = 0, Hq = 0): a valid call that writes nothing, through both operator() forms.
 TYPED_TEST(Typed, NoQueriesWorks) {
   using T = TypeParam;
   const Index B = 2, H = 2, Nk = 9, D = 8, Dv = 4;
@@ -400,6 +459,13 @@ TYPED_TEST(Typed, NoQueriesWorks) {
     o.lse = attend::TensorView<attend::acc_t<T>, 3>(nullptr, {B, H, 0});
     std::vector<T> none;
     EXPECT_NO_THROW(a(qv, kv, vv, attend::TensorView<T, 4>(none.data(), {B, H, 0, Dv}), o)) << attend::path_name(p);
+    // B = 0, and Hq = Hkv = 0: nothing to compute either.
+    EXPECT_NO_THROW(a(attend::ConstView<T, 4>(q.data(), {0, H, 3, D}), attend::ConstView<T, 4>(k.data(), {0, H, Nk, D}),
+                      attend::ConstView<T, 4>(v.data(), {0, H, Nk, Dv})))
+        << attend::path_name(p);
+    EXPECT_NO_THROW(a(attend::ConstView<T, 4>(q.data(), {B, 0, 3, D}), attend::ConstView<T, 4>(k.data(), {B, 0, Nk, D}),
+                      attend::ConstView<T, 4>(v.data(), {B, 0, Nk, Dv})))
+        << attend::path_name(p);
   }
 }
 

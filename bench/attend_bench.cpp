@@ -341,6 +341,8 @@ struct Inputs {
       const double kv = kv_bytes_per_call<T>(s);
       copies = std::max<std::size_t>(2, static_cast<std::size_t>(4.0 * double(l3_bytes()) / kv) + 1);
     }
+    k.reserve(copies);  // no reallocation: a moved Eigen::Tensor may be copied
+    v.reserve(copies);
     for (std::size_t c = 0; c < copies; ++c) {
       k.emplace_back(s.B, s.Hkv, s.Nk, s.D);
       v.emplace_back(s.B, s.Hkv, s.Nk, s.D);

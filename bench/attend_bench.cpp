@@ -36,10 +36,10 @@
 //
 // Method: inputs are uniform random in [-1, 1) from a fixed seed, made once per (type, shape) and
 // reused by consecutive rows; the output and a Workspace sized by workspace_bytes() are made before
-// the timed loop, and one untimed warm-up call runs first, so flash and mem_efficient allocate
-// nothing in the loop (math allocates its Eigen temporaries, as it always does). A path is forced
-// with a FlashAttentionConfig that enables only it (flash = true); the warm-up checks the path
-// taken. threads = n uses Eigen::ThreadPool(n) + ThreadPoolDevice in CallOptions::device;
+// the timed loop, and (except for math) one untimed warm-up call runs first, so flash and
+// mem_efficient allocate nothing in the loop (math allocates its Eigen temporaries on every call,
+// as it always does). A path is forced with a FlashAttentionConfig that enables only it
+// (flash = true), and Attend::dispatch checks that it is the path taken. threads = n uses Eigen::ThreadPool(n) + ThreadPoolDevice in CallOptions::device;
 // threads = 1 passes no device. Times are wall-clock (UseRealTime).
 //
 // Flags (ours; everything else goes to Google Benchmark):
@@ -406,20 +406,21 @@ void bm_attention(benchmark::State& state, const Shape& s, attend::Path path, in
     attend::Tensor<T, 4> out(s.B, s.Hq, s.Nq, s.D);
     const attend::TensorView<T, 4> out_view(out);
     attend::Workspace ws;
-    attend::Dispatch taken;
     attend::CallOptions<T> opts;
     opts.causal = s.causal;
     opts.device = device_for(threads);
     opts.workspace = &ws;
     ws.reserve(attn.workspace_bytes(in->q, in->k[0], in->v[0], opts));
 
-    opts.dispatch = &taken;
-    attn(in->q, in->k[0], in->v[0], out_view, opts);  // warm-up: pool threads, caches, page faults
-    opts.dispatch = nullptr;
+    const attend::Dispatch taken = attn.dispatch(in->q, in->k[0], in->v[0], opts);
     if (taken.path != path) {
       state.SkipWithError((std::string("took path ") + attend::path_name(taken.path)).c_str());
       return;
     }
+    out.setZero();  // fault the output's pages in
+    // Warm-up: pool threads, caches, the workspace's pages. Not for math, which allocates its
+    // temporaries on every call anyway and whose calls take seconds.
+    if (path != attend::Path::math) attn(in->q, in->k[0], in->v[0], out_view, opts);
 
     const std::size_t copies = in->k.size();
     std::size_t c = copies > 1 ? 1 : 0;  // decode: the warm-up's copy is cached, start elsewhere

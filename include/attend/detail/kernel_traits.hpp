@@ -32,11 +32,11 @@ struct KernelTraits {
 
   /// Register blocking of the micro-kernel: kRegM rows by kRegN packets of accumulators.
   /// With 32 vector registers (AVX-512, NEON): 6 x 4 = 24 accumulators, 4 B-packets and a broadcast.
-  /// With 16 (AVX2, SSE): 3 x 4 = 12 accumulators. Either way there are at least 8 independent FMA
-  /// chains, enough to cover 2 FMA ports x 4 cycles of latency.
+  /// With 16 (AVX2, SSE): 2 x 4 = 8 accumulators (3 x 4 would need 17 registers). Either way there
+  /// are at least 8 independent FMA chains, enough to cover 2 FMA ports x 4 cycles of latency.
   static constexpr int kRegisters = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS;
   static constexpr int kRegN = 4;
-  static constexpr int kRegM = kRegisters >= 32 ? 6 : 3;
+  static constexpr int kRegM = kRegisters >= 32 ? 6 : 2;
   static_assert(kRegM * kRegN + kRegN + 1 <= kRegisters, "accumulators, B packets and a broadcast must fit in registers");
   static_assert(kRegM * kRegN >= 8, "too few independent FMA chains to hide FMA latency");
   static constexpr int kColsPerBlock = kRegN * kLanes;  ///< queries one micro-kernel call covers

@@ -21,10 +21,11 @@
 namespace attend {
 namespace detail {
 
-/// exp(x) for a packet, and exactly 0 where x < the smallest argument whose exp is a normal number.
-/// Eigen's pexp clamps its argument, so for x = -inf it may return the smallest normal instead of 0
-/// (double: 5.6e-309); a masked score must contribute exactly nothing, or a fully masked row would
-/// average V instead of returning 0. NaN stays NaN.
+/// exp(x) for a packet, and exactly 0 for x = -inf (a masked score must contribute exactly nothing,
+/// or a fully masked row would average V instead of returning 0). NaN stays NaN.
+/// Generic version: Eigen's pexp clamps its argument, so for x = -inf it may return the smallest
+/// normal instead of 0 (double: 5.6e-309); it is zeroed below the last normal result. The AVX-512
+/// float version below returns the true, subnormal exp down to x = -138.6 and exactly 0 beneath.
 template <typename Packet>
 EIGEN_ALWAYS_INLINE Packet exp_or_zero(const Packet& x) {
   using Scalar = typename Eigen::internal::unpacket_traits<Packet>::type;

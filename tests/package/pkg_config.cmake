@@ -37,7 +37,7 @@ separate_arguments(libs UNIX_COMMAND "${libs}")
 
 file(MAKE_DIRECTORY "${OUT_DIR}")
 set(exe "${OUT_DIR}/attend_consumer")
-execute_process(COMMAND ${LAUNCHER} "${CXX}" -std=c++17 -O1 ${cflags} "-DATTEND_EXPECTED_VERSION=\"${version}\""
+execute_process(COMMAND ${LAUNCHER} "${CXX}" -std=c++17 ${cflags} "-DATTEND_EXPECTED_VERSION=\"${version}\""
                         "${SOURCE}" -o "${exe}" ${libs}
                 RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)

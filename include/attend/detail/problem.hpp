@@ -4,14 +4,13 @@
 // One validated attention call, as every path sees it: the views, the sizes under their names, and
 // the mask reduced to pointers and strides with broadcast dimensions at stride 0.
 
-#include <algorithm>  // std::sort
 #include <array>      // std::array
 #include <cmath>      // std::isfinite
 #include <cstdint>    // std::uintptr_t
 #include <limits>     // std::numeric_limits
 #include <sstream>    // std::ostringstream
 #include <string>     // std::string
-#include <utility>    // std::pair
+#include <utility>    // std::pair, std::swap
 
 #include "attend/call_options.hpp"
 #include "attend/config.hpp"
@@ -132,7 +131,14 @@ bool may_self_overlap(const TensorView<V, Rank>& t) {
   for (int r = 0; r < Rank; ++r) {
     if (t.dimension(r) > 1) ds[static_cast<std::size_t>(n++)] = {t.stride(r), t.dimension(r)};
   }
-  std::sort(ds.begin(), ds.begin() + n);
+  // Insertion sort of at most Rank entries. Not std::sort: inlined at -O2/-O3, GCC 12 warns
+  // (-Warray-bounds) about its 16-element insertion-sort branch, which n <= 4 never takes, and a
+  // consumer building with -Werror would fail on our header.
+  for (int a = 1; a < n; ++a) {
+    for (int b = a; b > 0 && ds[static_cast<std::size_t>(b)] < ds[static_cast<std::size_t>(b - 1)]; --b) {
+      std::swap(ds[static_cast<std::size_t>(b)], ds[static_cast<std::size_t>(b - 1)]);
+    }
+  }
   Index reach = 0;  // the largest offset the dimensions so far reach
   for (int r = 0; r < n; ++r) {
     const auto& sd = ds[static_cast<std::size_t>(r)];

@@ -8,6 +8,11 @@
 
 #include "attend/tensor.hpp"
 
+/// Keys per tile (see KernelTraits::kBlockK). A tuning knob for benchmarking only, not part of the API.
+#ifndef ATTEND_KERNEL_BLOCK_K
+#define ATTEND_KERNEL_BLOCK_K 64
+#endif
+
 namespace attend {
 namespace detail {
 
@@ -28,7 +33,8 @@ struct KernelTraits {
   /// Keys per tile (Bc). The score tile S^T (Bc x Br floats) is 16 KiB at 64, so Q^T, S^T and O^T
   /// (D, Bc and Dv rows of 64 floats) together take 48 KiB at D = Dv = 64: Zen 5's and Sapphire
   /// Rapids' L1D. Larger tiles amortise the per-tile rescale of O but spill the score tile to L2.
-  static constexpr int kBlockK = 64;
+  static constexpr int kBlockK = ATTEND_KERNEL_BLOCK_K;
+  static_assert(kBlockK >= 1, "ATTEND_KERNEL_BLOCK_K must be positive");
 
   /// Register blocking of the micro-kernel: kRegM rows by kRegN packets of accumulators.
   /// With 32 vector registers (AVX-512, NEON): 6 x 4 = 24 accumulators, 4 B-packets and a broadcast.

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what attend's build, tests and benchmark need, from the distribution (Debian 12, as CI;
-# recent Ubuntu has the same packages): apt-get, through sudo unless run as root. Does nothing when every package
-# is already installed, or when ATTEND_NO_INSTALL=1, or on a system without apt-get (then install
-# the equivalents yourself: CMake >= 3.21, a C++17 compiler, Eigen >= 3.4, GoogleTest, Google
-# Benchmark, pkg-config; Random123 is optional, a second opinion in the Philox test).
+# recent Ubuntu has the same packages): apt-get, through sudo unless run as root. Does nothing when
+# every package is already installed, or when ATTEND_NO_INSTALL=1, or on a system without apt-get
+# (then install the equivalents yourself: CMake >= 3.21, a C++17 compiler, Eigen >= 3.4,
+# GoogleTest, Google Benchmark, pkg-config; Random123 is optional, a second opinion in the Philox
+# test).
 #
 #   scripts/deps.sh [extra packages...]
 set -euo pipefail

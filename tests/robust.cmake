@@ -79,3 +79,9 @@ target_link_libraries(attend_robust_threads_test PRIVATE Threads::Threads)
 # sanitizer builds) to count allocations, and turns Eigen's allocation check on.
 attend_robust_test(noalloc SOURCES "${attend_robust_dir}/noalloc_test.cpp")
 target_link_libraries(attend_robust_noalloc_test PRIVATE Threads::Threads)
+
+# The libFuzzer target (fuzz/): opt-in, clang only. In-tree it also adds the ctest test
+# attend.robust.fuzz_corpus, which runs each committed corpus input once.
+if(ATTEND_BUILD_FUZZERS)
+  add_subdirectory("${CMAKE_CURRENT_SOURCE_DIR}/../fuzz" "${CMAKE_CURRENT_BINARY_DIR}/fuzz")
+endif()

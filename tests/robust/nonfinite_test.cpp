@@ -271,6 +271,29 @@ TYPED_TEST(NonFinite, DISABLED_InfInHiddenValueDoesNotReachRowsThatDoNotSeeIt) {
   }
 }
 
+// KNOWN ISSUE (reported; math_path.hpp / dropout.hpp): a row made NaN by its scores, whose every
+// key is dropped, is 0 on the math path but NaN on the flash (tiled and decode) and mem_efficient
+// paths. The math path normalises first and then dropout *assigns* 0 to the dropped probabilities,
+// which discards the NaN; the others keep the NaN row sum and give 0 / NaN. PyTorch multiplies by
+// the keep-mask (0 * NaN = NaN), so NaN is the answer. Found by fuzz/attend_fuzz.cpp (which now
+// leaves NaN out of calls with dropout). q row 0 NaN, Nk = 1, p = 0.5, seed 1, offset 1.
+TYPED_TEST(NonFinite, DISABLED_NanRowWithEveryKeyDroppedAgreesOnEveryPath) {
+  using T = TypeParam;
+  Tensor<T, 4> q(1, 1, 1, 4), k(1, 1, 1, 4), v(1, 1, 1, 4);
+  q.setConstant(T(0.5f));
+  k.setConstant(T(0.25f));
+  v.setConstant(T(1.0f));
+  q(0, 0, 0, 0) = T(std::numeric_limits<float>::quiet_NaN());
+  attend::CallOptions<T> opt;
+  opt.dropout_offset = 1;  // drops key 0 of row 0 with seed 1
+  for (const Route& route : robust::paths()) {
+    attend::Attend<T> a = robust::make<T>(route, 0.5, std::nullopt, /*seed=*/1);
+    a.train();
+    const Tensor<T, 4> out = a(q, k, v, opt);
+    EXPECT_TRUE(robust::is_nan(out(0, 0, 0, 0))) << route.name << ": " << static_cast<double>(out(0, 0, 0, 0));
+  }
+}
+
 constexpr Index kHq = kShapes[0].Hq, kHkv = kShapes[0].Hkv, kN = kShapes[0].Nq;
 
 // Rows that see no key give 0 and lse -inf: causal bottom_right with Nq > Nk, a bool mask row of

@@ -4,7 +4,9 @@
     build-bench/bench/attend_bench --full --benchmark_out=full.json --benchmark_out_format=json
     python3 bench/report.py full.json > table.md
 
-Several files may be given; a row in a later file replaces the same row from an earlier one.
+Several files may be given; a row in a later file replaces the same row from an earlier one
+(with --prefer-util, the row with the highest cpu_util is kept instead: on a shared machine, run
+the benchmark a few times and keep each row's quietest run).
 With repetitions (--benchmark_repetitions=N) the "median" aggregate is used when present, else
 the median of the repetitions. Rows that failed are listed under the table.
 
@@ -18,6 +20,7 @@ Options:
     --util-min=X   threshold of the dagger (0 turns it off)
     --unloaded     estimate what a quiet machine would give: time x cpu_util, rates / cpu_util
                    (an estimate: it ignores the caches the other work evicted)
+    --prefer-util  across files, keep each row's run with the highest cpu_util
     --order=json   keep the order of the JSON instead of sorting by shape, type, path, threads
 """
 
@@ -48,7 +51,7 @@ def parse_name(run_name):
     return parts[0], parts[1], parts[2], threads
 
 
-def load(paths):
+def load(paths, prefer_util=False):
     rows = {}  # key -> dict of metrics
     errors = {}
     context = {}
@@ -80,7 +83,11 @@ def load(paths):
             else:
                 continue
             errors.pop(key, None)
-            rows[key] = summarize(picked)
+            new = summarize(picked)
+            old = rows.get(key)
+            if prefer_util and old is not None and (old["cpu_util"] or 0) > (new["cpu_util"] or 0):
+                continue
+            rows[key] = new
     return rows, errors, context
 
 
@@ -138,9 +145,11 @@ def main(argv):
     ap.add_argument("--util", action="store_true", help="add a cpu_util column")
     ap.add_argument("--util-min", type=float, default=0.9, help="mark rows below this cpu_util")
     ap.add_argument("--unloaded", action="store_true", help="correct each row by its cpu_util (estimate)")
+    ap.add_argument("--prefer-util", action="store_true",
+                    help="across files, keep each row's run with the highest cpu_util")
     args = ap.parse_args(argv)
 
-    rows, errors, ctx = load(args.json)
+    rows, errors, ctx = load(args.json, args.prefer_util)
     keys = list(rows)
     if args.order == "shape":
         keys.sort(key=lambda k: (rank(SHAPES, k[2]), k[2], rank(TYPES, k[1]), rank(PATHS, k[0]), k[3]))

@@ -11,8 +11,9 @@
 #   .ci/sanitize.sh              both
 #   .ci/sanitize.sh asan|tsan    one of them
 #
-# Environment: SANITIZE_CXX (default g++, the compiler the tests are written against; clang++ works
-# for the library and these scripts), JOBS (default: all cores),
+# Environment: SANITIZE_CXX (default clang++: it builds the ASan+UBSan suite about 3x faster than
+# g++, whose UBSan instrumentation doubles the compile time of Eigen-heavy tests; g++ works too),
+# JOBS (default: all cores),
 # SANITIZE_MARCH (default native: the kernels compile for this machine's ISA, as the tests do),
 # ASAN_BUILD_DIR / TSAN_BUILD_DIR (default build-asan / build-tsan). ccache is used when installed.
 # Packaging tests (attend.package.*: consumer projects built from scratch) are not run here; they
@@ -20,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cxx="${SANITIZE_CXX:-g++}"
+cxx="${SANITIZE_CXX:-clang++}"
 jobs="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 march="${SANITIZE_MARCH:-native}"
 asan_dir="${ASAN_BUILD_DIR:-build-asan}"

@@ -709,7 +709,10 @@ void run_invalid(FuzzedDataProvider& fdp) {
       v = with_stride(v, 3, 1 + bump);
       expect = "contiguous in its last dimension";
       break;
-    case 9: out = with_dim(out, dim, out.dimension(dim) + bump); expect = "out has shape"; break;
+    case 9:  // a larger size may also make out's elements overlap under its old strides
+      out = with_dim(out, dim, out.dimension(dim) + bump);
+      expect = "out has shape|two of its elements share memory";
+      break;
     case 10:  // out aimed at q's memory
       q = with_dim(q, 2, std::max<Index>(q.dimension(2), 1));
       out = with_dim(out, 2, std::max<Index>(out.dimension(2), 1));
@@ -725,6 +728,7 @@ void run_invalid(FuzzedDataProvider& fdp) {
       out = with_stride(out, 0, out.dimension(1) * out.stride(1));
       q = with_dim(q, 2, out.dimension(2));
       v = with_dim(v, 3, out.dimension(3));
+      o.lse = {};  // its shape follows Nq, which may have changed
       expect = "two of its elements share memory";
       break;
     case 12: o.lse = with_dim(c.lse.view(), dim % 3, c.lse.dims[static_cast<std::size_t>(dim % 3)] + bump); expect = "lse has shape"; break;
@@ -781,7 +785,7 @@ void run_invalid(FuzzedDataProvider& fdp) {
       a.forward(q, k, v, out, o);
     } else {
       (void)a.dispatch(q, k, v, o);
-      if (what == 9 || what == 10 || what == 11) threw = true, message = expect;  // out is not seen
+      if (what == 9 || what == 10 || what == 11) threw = true, message = expect;  // dispatch sees no out
     }
   } catch (const attend::Error& e) {
     threw = true;
@@ -790,9 +794,13 @@ void run_invalid(FuzzedDataProvider& fdp) {
     fail(std::string("an invalid call threw something other than attend::Error: ") + e.what());
   }
   if (!threw) fail("an invalid call was accepted (expected an error containing \"" + expect + "\")");
-  if (message.find(expect) == std::string::npos) {
-    fail("an invalid call's message \"" + message + "\" lacks \"" + expect + "\"");
+  bool named = false;  // expect: alternatives separated by '|'
+  for (std::size_t at = 0; at <= expect.size();) {
+    const std::size_t bar = std::min(expect.find('|', at), expect.size());
+    named = named || message.find(expect.substr(at, bar - at)) != std::string::npos;
+    at = bar + 1;
   }
+  if (!named) fail("an invalid call's message \"" + message + "\" lacks \"" + expect + "\"");
   if (std::memcmp(out0.data(), c.out.buf.data(), sizeof(T) * out0.size()) != 0) fail("a refused call wrote out");
   if (std::memcmp(lse0.data(), c.lse.buf.data(), sizeof(Acc) * lse0.size()) != 0) fail("a refused call wrote lse");
   if (std::memcmp(q0.data(), c.q.buf.data(), sizeof(T) * q0.size()) != 0) fail("a refused call wrote q");

@@ -58,7 +58,8 @@ struct Dropout {
       const Index j = j0 + t;
       const PhiloxBlock u = draws(b, h, i, j >> 2);
       for (Index w = j & 3; w < 4 && t < n; ++w, ++t) {
-        if (u[static_cast<std::size_t>(w)] < threshold) p[t * stride] = Acc(0);
+        // Multiplied, not assigned: as in PyTorch (attn * keep_mask), a NaN probability stays NaN.
+        if (u[static_cast<std::size_t>(w)] < threshold) p[t * stride] *= Acc(0);
       }
     }
   }

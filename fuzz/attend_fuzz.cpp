@@ -7,7 +7,7 @@
 // (or invalid bools, for UBSan) so that any read outside a view shows; a bool or additive mask of
 // rank 1 to 4 with broadcast dimensions and fully masked rows; causal none/top_left/bottom_right;
 // a scale; dropout in training with a seed and offset; 1 to 4 threads; a Workspace or none; NaN in
-// q or k (without dropout). Each of the flash, mem_efficient and math paths, flash = false and a random config must
+// q or k. Each of the flash, mem_efficient and math paths, flash = false and a random config must
 // match the double reference within a tolerance derived from T's and the accumulator's epsilon
 // (NaN exactly where the reference has NaN, exact 0 and lse -inf for rows that see no key), never
 // write outside out and lse, and give the same bits with and without threads.
@@ -358,11 +358,9 @@ Call<T> draw(FuzzedDataProvider& fdp, bool nonempty) {
 
   // Poison: NaN in q or k (v is left finite: a non-finite value under a zero weight gives
   // 0 * Inf = NaN, which the paths treat differently; see tests/robust/nonfinite_test.cpp).
-  // Not under dropout: a NaN row whose every key is dropped is 0 on the math path (dropout assigns 0
-  // to the normalised probabilities) but NaN on the others (0 / NaN row sum). Known issue, reported;
-  // see tests/robust/nonfinite_test.cpp, DISABLED_NanRowWithEveryKeyDroppedAgreesOnEveryPath.
-  int poison = fdp.ConsumeIntegralInRange<int>(0, 15);
-  if (c.training && c.dropout > 0) poison = 0;
+  // With dropout too: a NaN row stays NaN on every path even when every key is dropped
+  // (tests/robust/nonfinite_test.cpp, NanRowWithEveryKeyDroppedAgreesOnEveryPath).
+  const int poison = fdp.ConsumeIntegralInRange<int>(0, 15);
   if (poison == 1 && s.B * s.Hq * s.Nq > 0) {
     c.q.at({fdp.ConsumeIntegralInRange<Index>(0, s.B - 1), fdp.ConsumeIntegralInRange<Index>(0, s.Hq - 1),
             fdp.ConsumeIntegralInRange<Index>(0, s.Nq - 1), fdp.ConsumeIntegralInRange<Index>(0, s.D - 1)}) = nan;

@@ -271,13 +271,10 @@ TYPED_TEST(NonFinite, DISABLED_InfInHiddenValueDoesNotReachRowsThatDoNotSeeIt) {
   }
 }
 
-// KNOWN ISSUE (reported; math_path.hpp / dropout.hpp): a row made NaN by its scores, whose every
-// key is dropped, is 0 on the math path but NaN on the flash (tiled and decode) and mem_efficient
-// paths. The math path normalises first and then dropout *assigns* 0 to the dropped probabilities,
-// which discards the NaN; the others keep the NaN row sum and give 0 / NaN. PyTorch multiplies by
-// the keep-mask (0 * NaN = NaN), so NaN is the answer. Found by fuzz/attend_fuzz.cpp (which now
-// leaves NaN out of calls with dropout). q row 0 NaN, Nk = 1, p = 0.5, seed 1, offset 1.
-TYPED_TEST(NonFinite, DISABLED_NanRowWithEveryKeyDroppedAgreesOnEveryPath) {
+// A row made NaN by its scores, whose every key is dropped, is NaN on every path: PyTorch multiplies
+// the probabilities by the keep-mask (0 * NaN = NaN). Found by fuzz/attend_fuzz.cpp when the math
+// path still assigned 0 to dropped probabilities. q row 0 NaN, Nk = 1, p = 0.5, seed 1, offset 1.
+TYPED_TEST(NonFinite, NanRowWithEveryKeyDroppedAgreesOnEveryPath) {
   using T = TypeParam;
   Tensor<T, 4> q(1, 1, 1, 4), k(1, 1, 1, 4), v(1, 1, 1, 4);
   q.setConstant(T(0.5f));

@@ -50,10 +50,18 @@ void parallel_for_runs(const Eigen::ThreadPoolDevice* device, int workers, Index
     }
   };
   Eigen::Barrier barrier(static_cast<unsigned int>(workers - 1));
+  // The pool stores tasks in std::function, which keeps a capture of at most 16 trivially copyable
+  // bytes inline: one pointer and the worker index fit, so handing out tasks allocates nothing.
+  using Work = decltype(work);
+  struct Shared {
+    Work* run;
+    Eigen::Barrier* done;
+  } shared{&work, &barrier};
+  const Shared* sp = &shared;
   for (int w = 1; w < workers; ++w) {
-    device->enqueueNoNotification([&work, &barrier, w] {
-      work(w);
-      barrier.Notify();
+    device->enqueueNoNotification([sp, w] {
+      (*sp->run)(w);
+      sp->done->Notify();
     });
   }
   work(0);

@@ -51,6 +51,11 @@ def main():
             parts.append(f"attend's flash path beside PyTorch's CPU flash SDPA, same session "
                          f"(`python3 bench/compare.py {' '.join('bench/' + a for a in cmp_args)}`):\n")
             parts.append(run(compare.main, cmp_args) + "\n")
+    memory = "results/zen5_long16k_memory.txt"
+    if os.path.exists(memory):
+        lines = [l.rstrip() for l in open(memory, encoding="utf-8")]
+        parts.append(f"#### {lines[0].lstrip('# ')}\n")
+        parts.append("```\n" + "\n".join(l.strip() for l in lines[1:]) + "\n```\n")
     readme = os.path.join(ROOT, "README.md")
     text = open(readme, encoding="utf-8").read()
     if BEGIN not in text or END not in text:

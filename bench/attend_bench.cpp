@@ -39,17 +39,21 @@
 // the timed loop, and (except for math) one untimed warm-up call runs first, so flash and
 // mem_efficient allocate nothing in the loop (math allocates its Eigen temporaries on every call,
 // as it always does). A path is forced with a FlashAttentionConfig that enables only it
-// (flash = true), and Attend::dispatch checks that it is the path taken. threads = n uses Eigen::ThreadPool(n) + ThreadPoolDevice in CallOptions::device;
-// threads = 1 passes no device. Times are wall-clock (UseRealTime).
+// (flash = true), and Attend::dispatch checks that it is the path taken. threads = n uses
+// Eigen::ThreadPool(n) + ThreadPoolDevice in CallOptions::device; threads = 1 passes no device.
+// Times are wall-clock (UseRealTime). On a shared machine check cpu_util before trusting a row, or
+// run several times and merge with `report.py --prefer-util`.
 //
 // Flags (ours; everything else goes to Google Benchmark):
 //   (none)               quick default set: f32, 2 threads, every shape, all three paths
-//                        (no math/long16k); about a minute on 2 cores.
+//                        (no math/long16k): 17 rows, about 20 s on an idle 2-core Zen 4.
 //   --full               every row: f32 on every shape; bf16 and f16 on bsr_time, bsr_freq, long4k,
-//                        decode_gqa; f64 on bsr_freq, long4k; threads 1 and 2; all paths.
+//                        decode_gqa; f64 on bsr_freq, long4k; threads 1 and 2; all paths:
+//                        94 rows, about 2 minutes (math rows are most of it).
 //   --benchmark_filter=R also selects from the full set (R is Google Benchmark's regex).
 //   --threads=1,2        thread counts to register (default: 2 quick, 1,2 full).
-//   --math16k            also register math/<type>/long16k (materialises 16384² scores: > 2 GiB).
+//   --math16k            also register math/<type>/long16k (scores and probabilities, 16384² floats
+//                        each: about 2.1 GiB peak RSS, several seconds a call).
 //   --no_peaks           skip the startup peak and bandwidth measurements (no peak_frac, bw_frac).
 //   --bw_mib=1024        size of the bandwidth probe buffer in MiB.
 //   --memory_probe=P     no benchmarks: run ONE attention call on path P (flash, mem_efficient, math)
@@ -69,6 +73,7 @@
 //   build-bench/bench/attend_bench --full --benchmark_repetitions=5 \
 //         --benchmark_report_aggregates_only=true                       # medians
 //   python3 bench/report.py full.json > table.md                         # markdown table
+//   python3 bench/report.py --prefer-util --util run1.json run2.json     # quietest run per row
 //   /usr/bin/time -v build-bench/bench/attend_bench --memory_probe=flash  # peak RSS, long16k
 //   /usr/bin/time -v build-bench/bench/attend_bench --memory_probe=math
 

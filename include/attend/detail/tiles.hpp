@@ -40,16 +40,21 @@ void pack_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq,
     constexpr int L = KernelTraits<Acc>::kLanes;
     using namespace Eigen::internal;
     const Packet scale = pset1<Packet>(pb.scale);
-    for (; ii0 + L <= nq; ii0 += L) {
+    // The last, partial block too (62 = 3 x 16 + 14 queries at N = 62): its missing rows are zero
+    // packets, which land in the padding columns that must be zero anyway.
+    for (; ii0 < nq; ii0 += L) {
+      const Index rows = std::min<Index>(L, nq - ii0);
       Index d0 = 0;
       for (; d0 + L <= pb.D; d0 += L) {
         PacketBlock<Packet, L> blk;
-        for (int r = 0; r < L; ++r) blk.packet[r] = pmul(scale, ploadu<Packet>(&pb.q(b, h, i0 + ii0 + r, d0)));
+        for (int r = 0; r < L; ++r) {
+          blk.packet[r] = r < rows ? pmul(scale, ploadu<Packet>(&pb.q(b, h, i0 + ii0 + r, d0))) : pset1<Packet>(0.0f);
+        }
         ptranspose(blk);
         for (int r = 0; r < L; ++r) pstore(qt + (d0 + r) * Br + ii0, blk.packet[r]);
       }
       for (; d0 < pb.D; ++d0)
-        for (Index r = 0; r < L; ++r) qt[d0 * Br + ii0 + r] = pb.scale * pb.q(b, h, i0 + ii0 + r, d0);
+        for (Index r = 0; r < rows; ++r) qt[d0 * Br + ii0 + r] = pb.scale * pb.q(b, h, i0 + ii0 + r, d0);
     }
   }
   for (Index ii = ii0; ii < nq; ++ii) {
@@ -150,17 +155,20 @@ void write_tile_output(const Problem<T>& pb, Index b, Index h, Index i0, Index n
     using Packet = typename KernelTraits<Acc>::Packet;
     constexpr int L = KernelTraits<Acc>::kLanes;
     using namespace Eigen::internal;
-    for (; ii0 + L <= nq; ii0 += L) {
+    // Whole blocks of O^T columns, the partial last one included (O^T has all Br columns); only the
+    // rows of real queries are stored.
+    for (; ii0 < nq; ii0 += L) {
+      const Index rows = std::min<Index>(L, nq - ii0);
       Packet inv[L];
-      for (int r = 0; r < L; ++r) inv[r] = pset1<Packet>(sm.inv_sum(static_cast<int>(ii0 + r), extra));
+      for (int r = 0; r < L; ++r) inv[r] = pset1<Packet>(r < rows ? sm.inv_sum(static_cast<int>(ii0 + r), extra) : Acc(0));
       Index d0 = 0;
       for (; d0 + L <= pb.Dv; d0 += L) {
         PacketBlock<Packet, L> blk;
         for (int r = 0; r < L; ++r) blk.packet[r] = pload<Packet>(ot + (d0 + r) * Br + ii0);
         ptranspose(blk);
-        for (int r = 0; r < L; ++r) pstoreu(&pb.out(b, h, i0 + ii0 + r, d0), pmul(blk.packet[r], inv[r]));
+        for (Index r = 0; r < rows; ++r) pstoreu(&pb.out(b, h, i0 + ii0 + r, d0), pmul(blk.packet[r], inv[r]));
       }
-      for (int r = 0; r < L; ++r) {
+      for (Index r = 0; r < rows; ++r) {
         const Acc iv = sm.inv_sum(static_cast<int>(ii0 + r), extra);
         for (Index d = d0; d < pb.Dv; ++d) pb.out(b, h, i0 + ii0 + r, d) = ot[d * Br + ii0 + r] * iv;
       }

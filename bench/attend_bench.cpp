@@ -21,9 +21,10 @@
 //              does not lower the ceiling; the wall-clock peak is in the context too). f64 rows are
 //              also divided by the fp32 peak: their own ceiling is 0.5.
 //   bw_frac    decode rows only: bytes of K and V read per second / the read bandwidth of this many
-//              threads, measured at startup by streaming a buffer much larger than the L3 (best of 3,
-//              again per CPU-second of each thread; on a shared machine the 2-thread figure can
-//              overstate what two concurrent streams get, since they may not have overlapped).
+//              threads, measured at startup: each thread streams its slice of a buffer much larger
+//              than the L3 for the same 0.15 s window, best of 3, again per CPU-second of each
+//              thread (on a shared machine the 2-thread figure can overstate what two concurrent
+//              streams get, since they may not have overlapped).
 //              Decode rows rotate through enough copies of K and V (>= 4x the L3) that every call
 //              reads them from DRAM, as a real decode step does.
 //   bytes_per_second  decode rows only: K and V bytes per second.
@@ -248,6 +249,7 @@ double measure_fp32_peak(int threads) {
   return best;
 }
 
+// Sum of p[0, n), n a multiple of 8 packets (callers read whole 1 MiB chunks).
 __attribute__((noinline)) float read_sum(const float* p, std::size_t n) {
   using P = Eigen::internal::packet_traits<float>::type;
   constexpr std::size_t L = sizeof(P) / sizeof(float);
@@ -262,43 +264,52 @@ __attribute__((noinline)) float read_sum(const float* p, std::size_t n) {
   }
   P s = acc[0];
   for (int c = 1; c < 8; ++c) s = padd(s, acc[c]);
-  float r = Eigen::internal::predux(s);
-  for (; i < n; ++i) r += p[i];
-  return r;
+  return Eigen::internal::predux(s);
 }
 
+// Read bandwidth of `threads` concurrent streams: for a fixed window (~0.15 s) each thread reads
+// its own slice of one buffer much larger than the L3, 1 MiB at a time, wrapping around, so that
+// every stream runs for the whole window (slices finishing at different times would otherwise
+// leave one stream alone at the end). Best of 3 windows.
 void measure_read_bw(const std::vector<int>& thread_counts, std::size_t mib) {
   const std::size_t n = mib * (std::size_t(1) << 20) / sizeof(float);
   float* buf = static_cast<float*>(Eigen::internal::aligned_malloc(n * sizeof(float)));
   std::fill(buf, buf + n, 1.0f);  // touch every page
+  constexpr std::size_t kChunk = (std::size_t(1) << 20) / sizeof(float);
+  constexpr double kWindow = 0.15;
   for (int threads : thread_counts) {
-    // slices of whole packets, 64-byte aligned
-    const std::size_t per = (n / std::size_t(threads)) / 16 * 16;
-    auto slice = [&](int th, std::size_t* lo, std::size_t* hi) {
-      *lo = per * std::size_t(th);
-      *hi = th + 1 == threads ? n : *lo + per;
-    };
+    const std::size_t per = (n / std::size_t(threads)) / kChunk * kChunk;  // whole chunks, aligned
     double best = 0, best_wall = 0;
     for (int rep = 0; rep < 3; ++rep) {
       double util = 0;
       std::vector<double> cpu;
+      std::vector<double> bytes(static_cast<std::size_t>(threads), 0.0);
       const double t = run_concurrently(
           threads,
           [&](int th) {
-            std::size_t lo, hi;
-            slice(th, &lo, &hi);
-            g_sink = g_sink + read_sum(buf + lo, hi - lo);
+            const std::size_t lo = per * std::size_t(th), hi = lo + per;
+            const Clock::time_point deadline =
+                Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kWindow));
+            std::size_t pos = lo, read = 0;
+            float sum = 0;
+            do {
+              sum += read_sum(buf + pos, kChunk);
+              read += kChunk;
+              pos += kChunk;
+              if (pos == hi) pos = lo;
+            } while (Clock::now() < deadline);
+            g_sink = g_sink + sum;
+            bytes[std::size_t(th)] = double(read * sizeof(float));
           },
           &util, &cpu);
-      double rate = 0;
+      double rate = 0, total = 0;
       for (int th = 0; th < threads; ++th) {
-        std::size_t lo, hi;
-        slice(th, &lo, &hi);
-        rate += double((hi - lo) * sizeof(float)) / std::max(cpu[std::size_t(th)], 1e-9);
+        rate += bytes[std::size_t(th)] / std::max(cpu[std::size_t(th)], 1e-9);
+        total += bytes[std::size_t(th)];
       }
       best = std::max(best, rate);
-      if (double(n * sizeof(float)) / t > best_wall) {
-        best_wall = double(n * sizeof(float)) / t;
+      if (total / t > best_wall) {
+        best_wall = total / t;
         g_read_bw_util[threads] = util;
       }
     }

@@ -29,8 +29,10 @@
 //              reads them from DRAM, as a real decode step does.
 //   bytes_per_second  decode rows only: K and V bytes per second.
 //   cpu_util   process CPU seconds / (wall seconds x threads) over the timed loop: about 1 when the
-//              row had its cores to itself, lower when the machine was shared (its numbers are then
-//              low by about that factor). Idle pool threads spinning for work count as busy.
+//              row had its cores to itself and kept them busy. Lower means the machine was shared
+//              (the row's numbers are then low by about that factor) or the call left a thread idle
+//              (math on one (b, h), as math/f32/long16k/2: 0.5; a 2 ms decode step: 0.8-0.95).
+//              Idle pool threads spinning for work count as busy.
 // The measured ceilings are printed to stderr and stored in the JSON "context" as
 // attend_fp32_peak_GFLOPS_<n>t and attend_read_bw_GBps_<n>t (the denominators), with the
 // wall-clock figures beside them: attend_{fp32_peak,read_bw}_wall_{GFLOPS,GBps,cpu_util}_<n>t.

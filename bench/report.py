@@ -12,8 +12,9 @@ the median of the repetitions. Rows that failed are listed under the table.
 
 Columns: path, type, shape, threads, ms per call, GFLOP/s, peak_frac (of the fp32 FMA peak for
 that many threads, measured by attend_bench at startup), bw_frac (decode rows: K and V bytes per
-second over the measured read bandwidth). A row whose cpu_util (the share of its cores it got) was
-below --util-min (0.9) is marked with a dagger: the machine was shared and its numbers are low.
+second over the measured read bandwidth). A row whose cpu_util (the share of its cores it kept
+busy) was below --util-min (0.9) is marked with a dagger: the machine was shared and its numbers
+are low, or the call itself left a thread idle (see the top of bench/attend_bench.cpp).
 Options:
     --no-context   leave out the line describing the machine and its measured ceilings
     --util         add a cpu_util column
@@ -189,7 +190,8 @@ def main(argv):
         out.append(line)
     if shared:
         out.append("")
-        out.append(f"† cpu_util below {args.util_min}: the row shared its cores with other work; its numbers are low.")
+        out.append(f"† cpu_util below {args.util_min}: the row shared its cores with other work (its numbers are "
+                   "low), or the call left a thread idle.")
     if errors:
         out.append("")
         for k, msg in sorted(errors.items()):

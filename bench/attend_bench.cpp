@@ -49,16 +49,18 @@
 //
 // Flags (ours; everything else goes to Google Benchmark):
 //   (none)               quick default set: f32, 2 threads, every shape, all three paths
-//                        (no math/long16k): 17 rows, about 20 s on an idle 2-core Zen 4.
+//                        (no math/long16k): 17 rows, about 15 s on an idle 2-core Zen 4.
 //   --full               every row: f32 on every shape; bf16 and f16 on bsr_time, bsr_freq, long4k,
 //                        decode_gqa; f64 on bsr_freq, long4k; threads 1 and 2; all paths:
-//                        94 rows, about 2 minutes (math rows are most of it).
+//                        94 rows, about 100 s (math rows are most of it).
 //   --benchmark_filter=R also selects from the full set (R is Google Benchmark's regex).
 //   --threads=1,2        thread counts to register (default: 2 quick, 1,2 full).
 //   --math16k            also register math/<type>/long16k (scores and probabilities, 16384² floats
 //                        each: about 2.1 GiB peak RSS, several seconds a call).
 //   --no_peaks           skip the startup peak and bandwidth measurements (no peak_frac, bw_frac).
 //   --bw_mib=1024        size of the bandwidth probe buffer in MiB.
+//   --cold_malloc        leave glibc's mmap threshold at its start value (see warm_allocator():
+//                        math rows then page-fault through their temporaries, ~1.5x slower).
 //   --memory_probe=P     no benchmarks: run ONE attention call on path P (flash, mem_efficient, math)
 //                        with shape (1, 1, N, N, 64) and print its memory use, for /usr/bin/time -v:
 //     --probe_n=16384      N (default 16384)
@@ -319,6 +321,18 @@ void measure_read_bw(const std::vector<int>& thread_counts, std::size_t mib) {
     g_read_bw_wall[threads] = best_wall;
   }
   Eigen::internal::aligned_free(buf);
+}
+
+// glibc serves a request at or above its mmap threshold (128 KiB at start) with a fresh mmap, whose
+// pages fault in on first touch, and raises the threshold to the size of any such block freed, up
+// to 32 MiB. A long-running program has usually freed a large block already; a fresh benchmark
+// process has not, and its math rows would then page-fault through every (Nq, Nk) temporary (a
+// third of math/f32/bsr_time's time), or not, depending on which rows ran before. Freeing one
+// 31 MiB block at startup puts every row in the long-running state (--cold_malloc skips it).
+void warm_allocator() {
+  void* p = std::malloc(std::size_t(31) << 20);
+  benchmark::DoNotOptimize(p);  // keep the pair from being optimised away
+  std::free(p);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -611,6 +625,7 @@ void print_help() {
                "  --math16k             also register math/*/long16k (> 2 GiB)\n"
                "  --no_peaks            skip the startup peak and bandwidth measurements\n"
                "  --bw_mib=N            bandwidth probe buffer in MiB (default 1024)\n"
+               "  --cold_malloc         do not raise glibc's mmap threshold first (math rows page-fault)\n"
                "  --memory_probe=PATH [--probe_n=16384] [--probe_type=f32] [--probe_threads=1]\n"
                "                        run one (1,1,N,N,64) call on PATH and print its memory use\n");
 }
@@ -679,7 +694,7 @@ std::string fmt(double v, int prec) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool full = false, math16k = false, peaks = true, has_min_time = false;
+  bool full = false, math16k = false, peaks = true, has_min_time = false, cold_malloc = false;
   std::string filter, probe_path, probe_type = "f32";
   std::vector<int> thread_counts;
   std::size_t bw_mib = 1024;
@@ -696,6 +711,8 @@ int main(int argc, char** argv) {
       math16k = true;
     } else if (take_flag(a, "no_peaks", nullptr)) {
       peaks = false;
+    } else if (take_flag(a, "cold_malloc", nullptr)) {
+      cold_malloc = true;
     } else if (take_flag(a, "attend_help", nullptr)) {
       print_help();
       return 0;
@@ -795,6 +812,8 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (!cold_malloc) warm_allocator();
+  benchmark::AddCustomContext("attend_malloc", cold_malloc ? "cold" : "warm (31 MiB block freed at startup)");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

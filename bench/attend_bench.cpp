@@ -731,6 +731,7 @@ int main(int argc, char** argv) {
     } else {
       if (take_flag(a, "benchmark_filter", &v)) filter = v;
       if (take_flag(a, "benchmark_min_time", &v)) has_min_time = true;
+      if (take_flag(a, "benchmark_list_tests", &v) && v != "false" && v != "0") peaks = false;  // nothing runs
       if (a == "--help" || a == "-h") print_help();
       rest.push_back(argv[i]);
     }

@@ -66,6 +66,8 @@
 //     --probe_n=16384      N (default 16384)
 //     --probe_type=f32     f32, f64, bf16 or f16
 //     --probe_threads=1    threads
+//     --probe_reps=1       calls (the same output each time); with more than one, it also prints
+//                          best=<fastest call's seconds>, for bench/sweep.py's small sizes
 //   --attend_help        print this list.
 // Unless --benchmark_min_time is given, it defaults to 0.2 s per row.
 //
@@ -579,7 +581,7 @@ long proc_status_kib(const char* field) {
 }
 
 template <typename T>
-int memory_probe(attend::Path path, Index N, int threads) {
+int memory_probe(attend::Path path, Index N, int threads, int reps) {
   const Shape s{"probe", 1, 1, 1, N, N, 64, attend::Causal::none, false};
   const long hwm0 = proc_status_kib("VmHWM");
   attend::Tensor<T, 4> q(1, 1, N, 64), k(1, 1, N, 64), v(1, 1, N, 64), out(1, 1, N, 64);
@@ -595,14 +597,21 @@ int memory_probe(attend::Path path, Index N, int threads) {
   const std::size_t ws_bytes = attn.workspace_bytes(q, k, v, opts);
   const long rss_before = proc_status_kib("VmRSS");
   const long hwm_before = proc_status_kib("VmHWM");
-  const Clock::time_point t0 = Clock::now();
-  attn(q, k, v, attend::TensorView<T, 4>(out), opts);
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  benchmark::DoNotOptimize(out.data());
+  double secs = 0.0, best = 0.0;
+  for (int r = 0; r < reps; ++r) {
+    const Clock::time_point t0 = Clock::now();
+    attn(q, k, v, attend::TensorView<T, 4>(out), opts);
+    const double t = std::chrono::duration<double>(Clock::now() - t0).count();
+    benchmark::DoNotOptimize(out.data());
+    if (r == 0) secs = best = t;
+    best = std::min(best, t);
+  }
   const long hwm_after = proc_status_kib("VmHWM");
   const double io_mib = 4.0 * double(N) * 64 * sizeof(T) / 1048576.0;
-  std::printf("memory_probe path=%s (took %s) type=%s N=%ld threads=%d time=%.3f s\n", attend::path_name(path),
+  std::printf("memory_probe path=%s (took %s) type=%s N=%ld threads=%d time=%.3f s", attend::path_name(path),
               attend::path_name(taken.path), attend::type_name<T>(), static_cast<long>(N), threads, secs);
+  if (reps > 1) std::printf(" best=%.6f s of %d calls", best, reps);
+  std::printf("\n");
   std::printf("  q,k,v,out          %10.1f MiB\n", io_mib);
   std::printf("  workspace_bytes    %10.3f MiB\n", double(ws_bytes) / 1048576.0);
   std::printf("  VmHWM at start     %10.1f MiB\n", double(hwm0) / 1024.0);
@@ -626,7 +635,7 @@ void print_help() {
                "  --no_peaks            skip the startup peak and bandwidth measurements\n"
                "  --bw_mib=N            bandwidth probe buffer in MiB (default 1024)\n"
                "  --cold_malloc         do not raise glibc's mmap threshold first (math rows page-fault)\n"
-               "  --memory_probe=PATH [--probe_n=16384] [--probe_type=f32] [--probe_threads=1]\n"
+               "  --memory_probe=PATH [--probe_n=16384] [--probe_type=f32] [--probe_threads=1] [--probe_reps=1]\n"
                "                        run one (1,1,N,N,64) call on PATH and print its memory use\n");
 }
 
@@ -699,7 +708,7 @@ int main(int argc, char** argv) {
   std::vector<int> thread_counts;
   std::size_t bw_mib = 1024;
   Index probe_n = 16384;
-  int probe_threads = 1;
+  int probe_threads = 1, probe_reps = 1;
 
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; ++i) {
@@ -728,6 +737,8 @@ int main(int argc, char** argv) {
       probe_type = v;
     } else if (take_flag(a, "probe_threads", &v)) {
       probe_threads = std::max(1, std::atoi(v.c_str()));
+    } else if (take_flag(a, "probe_reps", &v)) {
+      probe_reps = std::max(1, std::atoi(v.c_str()));
     } else {
       if (take_flag(a, "benchmark_filter", &v)) filter = v;
       if (take_flag(a, "benchmark_min_time", &v)) has_min_time = true;
@@ -744,10 +755,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     try {
-      if (probe_type == "f32") return memory_probe<float>(p, probe_n, probe_threads);
-      if (probe_type == "f64") return memory_probe<double>(p, probe_n, probe_threads);
-      if (probe_type == "bf16") return memory_probe<Eigen::bfloat16>(p, probe_n, probe_threads);
-      if (probe_type == "f16") return memory_probe<Eigen::half>(p, probe_n, probe_threads);
+      if (probe_type == "f32") return memory_probe<float>(p, probe_n, probe_threads, probe_reps);
+      if (probe_type == "f64") return memory_probe<double>(p, probe_n, probe_threads, probe_reps);
+      if (probe_type == "bf16") return memory_probe<Eigen::bfloat16>(p, probe_n, probe_threads, probe_reps);
+      if (probe_type == "f16") return memory_probe<Eigen::half>(p, probe_n, probe_threads, probe_reps);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "memory_probe failed: %s\n", e.what());
       return 1;

@@ -1,5 +1,9 @@
-// attend: scaled dot-product attention over Eigen tensors, with PyTorch's semantics.
-// The umbrella header: it only includes the public headers.
+/// @file
+/// @brief attend: scaled dot-product attention over Eigen tensors, with PyTorch's semantics.
+///
+/// The umbrella header: it only includes the public headers. Start with attend::Attend (the module
+/// and its calls), attend::CallOptions (per-call arguments), attend::Mask, attend::FlashAttentionConfig,
+/// attend::TensorView, attend::Workspace and attend::Error; the main page has an overview.
 #ifndef ATTEND_ATTEND_HPP
 #define ATTEND_ATTEND_HPP
 

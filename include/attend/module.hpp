@@ -1,7 +1,9 @@
 #ifndef ATTEND_MODULE_HPP
 #define ATTEND_MODULE_HPP
 
-// attend::Attend<T>: the C++ counterpart of BS-RoFormer's `Attend(dropout, flash, scale)` module.
+/// @file
+/// @brief attend::Attend<T>: the C++ counterpart of BS-RoFormer's `Attend(dropout, flash, scale)`
+/// module.
 
 #include <cmath>     // std::isnan
 #include <cstddef>   // std::size_t
@@ -24,38 +26,64 @@
 
 namespace attend {
 
-/// Scaled dot-product attention, `softmax(scale · q kᵀ + mask) v`, with dropout on the probabilities
-/// in training, exactly as PyTorch's `scaled_dot_product_attention` defines it.
+/// @brief Scaled dot-product attention, `softmax(scale · q kᵀ + mask) v`, with dropout on the
+/// probabilities in training, exactly as PyTorch's `scaled_dot_product_attention` defines it.
 ///
 /// Shapes (row-major, last dimension contiguous):
-///   q (B, Hq, Nq, D), k (B, Hkv, Nk, D), v (B, Hkv, Nk, Dv)  ->  out (B, Hq, Nq, Dv)
-/// with Hq a multiple of Hkv (query head h reads key/value head h / (Hq / Hkv)).
+///
+///     q (B, Hq, Nq, D), k (B, Hkv, Nk, D), v (B, Hkv, Nk, Dv)  ->  out (B, Hq, Nq, Dv)
+///
+/// with Hq a multiple of Hkv (query head h reads key/value head h / (Hq / Hkv); Hkv = 1 is
+/// multi-query attention). Nothing is repeated or copied. Nk = 0 gives zeros in out and -inf in
+/// `lse`; B, Hq or Nq = 0 writes nothing; D = 0 is an error.
+///
+/// Calls: `out = attn(q, k, v, options)` returns a new tensor; `attn(q, k, v, out, options)`, also
+/// spelled forward(), writes into an existing tensor, map or strided view. dispatch() and
+/// workspace_bytes() validate like a call but compute nothing. Per-call arguments (mask, causal,
+/// lse, threads, dropout offset, workspace, dispatch report) are in attend::CallOptions.
+///
+/// Errors: every refused call throws attend::Error before anything is written. A call refuses q, k,
+/// v whose batch sizes, head dimensions D, head counts Hkv or lengths Nk disagree, Hq not a multiple
+/// of Hkv, D = 0, negative sizes, non-positive strides, a last dimension that is not contiguous, a
+/// null pointer with a non-empty shape, an output of the wrong shape or that overlaps itself or an
+/// input, an invalid mask or `lse`, a scale that is 0 or not finite in acc_t<T>, active dropout with
+/// Nq, Nk / 4 or B · Hq of 2³² or more (the Philox counter's 32-bit words), and a call that no
+/// enabled path can serve. docs/errors.md lists every case with its message.
 ///
 /// @tparam T double, float, Eigen::bfloat16 or Eigen::half. 16-bit types are stored in 16 bits and
 ///           computed in float; the output is rounded to T once, at the end.
 ///
-/// An `Attend` holds only its settings: calls are const, so one object may serve many threads at
-/// once, and the same inputs always give the same bits.
+/// Thread safety: an `Attend` holds only its settings. Calls are const, so one object may serve
+/// many threads at once, and the same inputs always give the same bits. The setters (train(),
+/// eval(), set_seed(), set_config()) must not run concurrently with calls on the same object.
 template <typename T>
 class Attend {
   static_assert(is_supported_scalar_v<T>, "attend::Attend<T>: T must be double, float, Eigen::bfloat16 or Eigen::half");
 
  public:
+  /// @brief The element type of q, k, v, out and an additive mask.
   using Scalar = T;
+  /// @brief The accumulation type, acc_t<T>: also the element type of the `lse` output.
   using Accum = acc_t<T>;
 
-  /// Largest D or Dv the flash and mem_efficient paths take; their per-worker scratch grows as
-  /// 64 · (D + Dv) values. Larger heads (the cross-covariance attention of Mel-RoFormer has
-  /// D = T·F, tens of thousands) are better served by the math path's blocked GEMMs.
+  /// @brief Largest D or Dv the flash and mem_efficient paths take (1024).
+  ///
+  /// Their per-worker scratch grows as 64 · (D + Dv) values. Larger heads (the cross-covariance
+  /// attention of Mel-RoFormer has D = T·F, tens of thousands) are better served by the math path's
+  /// blocked GEMMs, which a call with `flash = true` falls back to if FlashAttentionConfig allows.
   static constexpr Index kMaxTiledHeadDim = 1024;
 
-  /// @param dropout probability of zeroing an attention weight in training, in [0, 1]
-  /// @param flash   false: always the math path; true: the first of flash, mem_efficient, math
-  ///                that `config` enables and that can serve the call
-  /// @param scale   multiplies q kᵀ; default 1/sqrt(D)
+  /// @brief A module with the given settings, in evaluation mode (dropout off until train()).
+  /// @param dropout probability of zeroing an attention weight in training, in [0, 1]; default 0.
+  ///                Kept weights are scaled by 1/(1 - p); p = 1 gives zeros.
+  /// @param flash   false (the default): always the math path; true: the first of flash,
+  ///                mem_efficient, math that `config` enables and that can serve the call
+  /// @param scale   multiplies q kᵀ; default (std::nullopt) 1/sqrt(D), computed per call
   /// @param config  which paths `flash = true` may use (all by default, as PyTorch's CPU config)
-  /// @param seed    key of the dropout generator (see CallOptions::dropout_offset)
+  /// @param seed    key of the dropout generator (see CallOptions::dropout_offset); default 0
   /// @throws attend::Error if dropout is NaN or outside [0, 1], or scale is NaN, infinite or 0.
+  ///         (A scale that is finite in double but 0 or infinite in acc_t<T>, e.g. 1e300 for float,
+  ///         is refused by each call instead.)
   explicit Attend(double dropout = 0.0, bool flash = false, std::optional<double> scale = std::nullopt,
                   FlashAttentionConfig config = {}, std::uint64_t seed = 0)
       : dropout_(dropout), flash_(flash), scale_(scale), config_(config), seed_(seed) {
@@ -67,24 +95,57 @@ class Attend {
     }
   }
 
-  /// Training mode: dropout acts. Returns *this, like nn.Module.train().
+  /// @brief Training mode: dropout acts. Like `nn.Module.train()`.
+  ///
+  /// Not thread-safe against concurrent calls on this object.
+  /// @param mode true (the default) for training, false for evaluation
+  /// @return `*this`
   Attend& train(bool mode = true) {
     training_ = mode;
     return *this;
   }
-  /// Evaluation mode (the default): dropout is the identity and results are deterministic.
+  /// @brief Evaluation mode (the default): dropout is the identity and results are deterministic.
+  ///
+  /// Same as `train(false)`; not thread-safe against concurrent calls on this object.
+  /// @return `*this`
   Attend& eval() { return train(false); }
+  /// @brief Whether the module is in training mode.
+  /// @return true after train(), false after eval() and on construction
   bool training() const { return training_; }
 
+  /// @brief The dropout probability given to the constructor.
+  /// @return p in [0, 1]; it acts only in training mode
   double dropout() const { return dropout_; }
+  /// @brief Whether the module may use the tiled paths.
+  /// @return the constructor's `flash`: false means the math path always
   bool flash() const { return flash_; }
+  /// @brief The scale given to the constructor.
+  /// @return the scale, or std::nullopt for the default 1/sqrt(D) of each call
   std::optional<double> scale() const { return scale_; }
+  /// @brief Which paths `flash = true` may use.
+  /// @return a reference to the module's config, valid as long as the module
   const FlashAttentionConfig& config() const { return config_; }
+  /// @brief The key of the dropout generator.
+  /// @return the seed given to the constructor or to set_seed()
   std::uint64_t seed() const { return seed_; }
+  /// @brief Changes the key of the dropout generator (another way to get a new dropout mask besides
+  /// CallOptions::dropout_offset). Not thread-safe against concurrent calls on this object.
+  /// @param seed the new key
   void set_seed(std::uint64_t seed) { seed_ = seed; }
+  /// @brief Changes which paths `flash = true` may use. Checks nothing: a config that leaves no path
+  /// able to serve a call makes that call throw attend::Error. Not thread-safe against concurrent
+  /// calls on this object.
+  /// @param config the new config
   void set_config(const FlashAttentionConfig& config) { config_ = config; }
 
-  /// Attention into a new (B, Hq, Nq, Dv) tensor.
+  /// @brief Attention into a new (B, Hq, Nq, Dv) tensor.
+  /// @param q       queries (B, Hq, Nq, D)
+  /// @param k       keys (B, Hkv, Nk, D)
+  /// @param v       values (B, Hkv, Nk, Dv)
+  /// @param options mask, causal, lse, threads, dropout offset, workspace, dispatch report
+  /// @return out (B, Hq, Nq, Dv), row-major
+  /// @throws attend::Error for a call it refuses (see the class description), before allocating the
+  ///         result or writing anything
   Tensor<T, 4> operator()(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                           const CallOptions<T>& options = {}) const {
     choose(problem(q, k, v, nullptr, options), nullptr);  // validate before sizing a tensor by the inputs
@@ -93,14 +154,29 @@ class Attend {
     return out;
   }
 
-  /// Attention written into `out` (B, Hq, Nq, Dv): a tensor, a map, or a strided view such as the
-  /// (B, N, H·Dv) input of the output projection. On any error nothing is written.
+  /// @brief Attention written into @p out (B, Hq, Nq, Dv): a tensor, a map, or a strided view such as
+  /// the (B, N, H·Dv) input of the output projection. On any error nothing is written.
+  /// @param q       queries (B, Hq, Nq, D)
+  /// @param k       keys (B, Hkv, Nk, D)
+  /// @param v       values (B, Hkv, Nk, Dv)
+  /// @param out     the result (B, Hq, Nq, Dv); any positive strides with the last dimension
+  ///                contiguous, not overlapping itself, q, k, v, the mask or `lse`
+  /// @param options mask, causal, lse, threads, dropout offset, workspace, dispatch report
+  /// @throws attend::Error for a call it refuses (see the class description), before writing anything
   void operator()(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                   const TensorView<T, 4>& out, const CallOptions<T>& options = {}) const {
     forward(q, k, v, out, options);
   }
 
-  /// Same as operator(): writes attention into `out`.
+  /// @brief Same as the writing operator(): attention written into @p out.
+  /// @param q       queries (B, Hq, Nq, D)
+  /// @param k       keys (B, Hkv, Nk, D)
+  /// @param v       values (B, Hkv, Nk, Dv)
+  /// @param out     the result (B, Hq, Nq, Dv); any positive strides with the last dimension
+  ///                contiguous, not overlapping itself, q, k, v, the mask or `lse`
+  /// @param options mask, causal, lse, threads, dropout offset, workspace, dispatch report
+  /// @throws attend::Error for a call it refuses (see the class description), before writing anything
+  /// @throws std::bad_alloc if the scratch memory (or the grown workspace) cannot be allocated
   void forward(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                const TensorView<T, 4>& out, const CallOptions<T>& options = {}) const {
     const detail::Problem<T> pb = problem(q, k, v, &out, options);
@@ -133,17 +209,33 @@ class Attend {
     }
   }
 
-  /// The path a call with these arguments takes and why the paths before it were passed over,
-  /// without computing anything. Validates like a call: throws attend::Error for bad arguments and
-  /// for a config that leaves no path able to serve the call.
+  /// @brief The path a call with these arguments takes and why the paths before it were passed over,
+  /// without computing anything.
+  /// @param q       queries (B, Hq, Nq, D)
+  /// @param k       keys (B, Hkv, Nk, D)
+  /// @param v       values (B, Hkv, Nk, Dv)
+  /// @param options the call's options (`options.dispatch` is not written; `lse` is checked but not
+  ///                written)
+  /// @return the path and the reasons, as a call would report them in CallOptions::dispatch
+  /// @throws attend::Error like a call (everything but the output is checked): for bad arguments and
+  ///         for a config that leaves no path able to serve the call
   Dispatch dispatch(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                     const CallOptions<T>& options = {}) const {
     return select(problem(q, k, v, nullptr, options));
   }
 
-  /// Scratch bytes a call with these arguments uses (0 for the math path, which allocates its own
-  /// Eigen temporaries). Pass a `Workspace` of this size in `CallOptions::workspace` and the call
+  /// @brief Scratch bytes a call with these arguments uses (0 for the math path, which allocates its
+  /// own Eigen temporaries). Pass a Workspace of this size in CallOptions::workspace and the call
   /// allocates nothing.
+  ///
+  /// The size depends on the shapes, the path and the number of threads of `options.device`: size
+  /// the workspace with the options (device included) of the calls it will serve.
+  /// @param q       queries (B, Hq, Nq, D)
+  /// @param k       keys (B, Hkv, Nk, D)
+  /// @param v       values (B, Hkv, Nk, Dv)
+  /// @param options the call's options (nothing in them is written)
+  /// @return the number of bytes
+  /// @throws attend::Error like a call (everything but the output is checked)
   std::size_t workspace_bytes(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                               const CallOptions<T>& options = {}) const {
     const detail::Problem<T> pb = problem(q, k, v, nullptr, options);

@@ -1,7 +1,8 @@
 #ifndef ATTEND_WORKSPACE_HPP
 #define ATTEND_WORKSPACE_HPP
 
-// Reusable scratch memory for the flash and mem_efficient paths.
+/// @file
+/// @brief attend::Workspace: reusable scratch memory for the flash and mem_efficient paths.
 
 #include <cstddef>  // std::size_t
 #include <cstdlib>  // std::free
@@ -11,19 +12,33 @@
 
 namespace attend {
 
-/// Scratch memory a caller owns and lends to calls (`CallOptions::workspace`), so that a forward
-/// call allocates nothing: size it once with `Attend<T>::workspace_bytes(...)`. A call that finds it
-/// too small grows it (one allocation) and keeps it grown. One workspace serves one call at a time.
+/// @brief Scratch memory a caller owns and lends to calls (attend::CallOptions::workspace), so that
+/// a forward call allocates nothing: size it once with attend::Attend::workspace_bytes().
+///
+/// A call that finds it too small grows it (one allocation) and keeps it grown. One workspace serves
+/// one call at a time: it is not thread-safe, so concurrent calls each need their own (for example
+/// one per thread). The memory is aligned for Eigen's packets. Movable, not copyable.
 class Workspace {
  public:
+  /// @brief An empty workspace (no memory); a call that uses it grows it to the size it needs.
   Workspace() = default;
+  /// @brief A workspace of at least @p bytes.
+  /// @param bytes the size, typically attend::Attend::workspace_bytes() of the calls it will serve
+  /// @throws std::bad_alloc if the memory cannot be allocated
   explicit Workspace(std::size_t bytes) { reserve(bytes); }
+  /// @brief Not copyable: a workspace owns its memory.
   Workspace(const Workspace&) = delete;
+  /// @brief Not copy-assignable: a workspace owns its memory.
   Workspace& operator=(const Workspace&) = delete;
+  /// @brief Takes over the memory of @p o, which is left empty.
+  /// @param o the workspace to move from
   Workspace(Workspace&& o) noexcept : data_(o.data_), bytes_(o.bytes_) {
     o.data_ = nullptr;
     o.bytes_ = 0;
   }
+  /// @brief Frees this workspace's memory and takes over that of @p o, which is left empty.
+  /// @param o the workspace to move from
+  /// @return `*this`
   Workspace& operator=(Workspace&& o) noexcept {
     if (this != &o) {
       Eigen::internal::aligned_free(data_);
@@ -34,9 +49,14 @@ class Workspace {
     }
     return *this;
   }
+  /// @brief Frees the memory.
   ~Workspace() { Eigen::internal::aligned_free(data_); }
 
-  /// Makes room for at least `bytes`; contents are not kept.
+  /// @brief Makes room for at least @p bytes; contents are not kept.
+  ///
+  /// Does nothing if size() is already at least @p bytes; it never shrinks.
+  /// @param bytes the size needed
+  /// @throws std::bad_alloc if the memory cannot be allocated; the workspace is then empty
   void reserve(std::size_t bytes) {
     if (bytes <= bytes_) return;
     Eigen::internal::aligned_free(data_);
@@ -46,7 +66,11 @@ class Workspace {
     bytes_ = bytes;
   }
 
+  /// @brief The memory.
+  /// @return the start of the block, aligned for Eigen's packets; null while size() is 0
   void* data() const { return data_; }
+  /// @brief The size of the block.
+  /// @return the number of bytes data() points to
   std::size_t size() const { return bytes_; }
 
  private:

@@ -14,7 +14,7 @@
 // order, so the result is bitwise the same for any number of threads.
 
 #include <algorithm>  // std::min, std::max
-#include <cmath>      // std::exp, std::log
+#include <cmath>      // std::exp, std::log, std::isfinite
 #include <cstddef>    // std::size_t
 #include <limits>     // std::numeric_limits
 
@@ -23,6 +23,7 @@
 #include "attend/detail/parallel.hpp"
 #include "attend/detail/problem.hpp"
 #include "attend/detail/tiles.hpp"
+#include "attend/detail/zero_weights.hpp"
 
 namespace attend {
 namespace detail {
@@ -157,9 +158,11 @@ EIGEN_ALWAYS_INLINE void decode_pv_rows(Acc* o, Index ldo, const Acc* p, Index l
 }
 
 /// One (b, kv head, key split): partial softmax statistics and outputs for its rows.
+/// `careful` is the re-run of an item whose partial output came out with a NaN (zero_weights.hpp):
+/// zero weights then skip their values.
 template <typename T>
 void decode_item(const Problem<T>& pb, Index b, Index hk, Index j_begin, Index j_end, DecodeScratch<T>& w,
-                 acc_t<T>* part) {
+                 acc_t<T>* part, bool careful = false) {
   using Acc = acc_t<T>;
   constexpr Index C = DecodeTraits::kChunk;
   constexpr Acc kNegInf = -std::numeric_limits<Acc>::infinity();
@@ -247,7 +250,18 @@ void decode_item(const Problem<T>& pb, Index b, Index hk, Index j_begin, Index j
     // O = α ∘ O + P V over the chunk, in blocks of 4 rows.
     const Acc* v = nullptr;
     Index ldv = Dv;
-    if constexpr (std::is_same_v<T, Acc>) {
+    bool dirty = false;
+    if (careful) {
+      // Finite copies of the values; a row whose α is 0 forgets the non-finite entries it held.
+      dirty = finite_value_rows(pb, b, hk, j0, nk, w.vbuf);
+      v = w.vbuf;
+      for (Index r = 0; r < rows; ++r) {
+        if (w.alpha[r] != Acc(0)) continue;
+        for (Index d = 0; d < Dv; ++d) {
+          if (!std::isfinite(o[r * Dv + d])) o[r * Dv + d] = Acc(0);
+        }
+      }
+    } else if constexpr (std::is_same_v<T, Acc>) {
       v = &pb.v(b, hk, j0, 0);
       ldv = pb.v.stride(2);
     } else {
@@ -265,7 +279,21 @@ void decode_item(const Problem<T>& pb, Index b, Index hk, Index j_begin, Index j
       case 1: decode_pv_rows<1>(o + r0 * Dv, Dv, w.s + r0 * C, C, w.alpha + r0, v, ldv, nk, Dv); break;
       default: break;
     }
+    if (dirty) {  // the non-finite values' own terms, where the weight is not 0
+      for (Index jj = 0; jj < nk; ++jj) {
+        for (Index d = 0; d < Dv; ++d) {
+          const Acc x = static_cast<Acc>(pb.v(b, hk, j0 + jj, d));
+          if (std::isfinite(x)) continue;
+          for (Index r = 0; r < rows; ++r) {
+            const Acc p = w.s[r * C + jj];
+            if (p != Acc(0)) o[r * Dv + d] += p * x;
+          }
+        }
+      }
+    }
   }
+  // 0 · Inf from a value hidden from some row leaves a NaN in its output: redo the item carefully.
+  if (!careful && any_nan(o, rows * Dv)) decode_item(pb, b, hk, j_begin, j_end, w, part, true);
 }
 
 template <typename T>
@@ -319,7 +347,9 @@ void run_decode(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, voi
         const Acc f = p[r] == kNegInf ? Acc(0) : std::exp(p[r] - sub);
         l += f * p[rows + r];
         if (s == 0) {
-          for (Index d = 0; d < Dv; ++d) acc[d] *= f;
+          // f = 0: the split's weights all underflow against the overall max, so it contributes
+          // nothing; an Inf it holds must not become 0 · Inf = NaN (zero_weights.hpp).
+          for (Index d = 0; d < Dv; ++d) acc[d] = f == Acc(0) && !std::isfinite(acc[d]) ? Acc(0) : acc[d] * f;
         } else if (f != Acc(0) || f != f) {
           axpby_row(acc, Acc(1), f, p + 2 * rows + r * Dv, Dv);
         }

@@ -19,6 +19,7 @@
 #include "attend/detail/parallel.hpp"
 #include "attend/detail/problem.hpp"
 #include "attend/detail/tiles.hpp"
+#include "attend/detail/zero_weights.hpp"
 
 namespace attend {
 namespace detail {
@@ -37,17 +38,15 @@ struct FlashScratch {
   Acc* st;    // (Bc, Br)  S^T, then P^T
   Acc* ot;    // (Dv, Br)  O^T, unnormalised
   Acc* kbuf;  // (Bc, D)   converted keys (16-bit T only)
-  Acc* vbuf;  // (Bc, Dv)  converted values (16-bit T only)
+  Acc* vbuf;  // (Bc, Dv)  converted values (16-bit T), or finite values (careful re-run, zero_weights.hpp)
 
   static std::size_t bytes(Index D, Index Dv) {
     std::size_t n = align_up(sizeof(OnlineSoftmax<Acc, Traits::kBlockQ>));
     n += align_up(sizeof(Acc) * static_cast<std::size_t>(D * Br));
     n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * Br));
     n += align_up(sizeof(Acc) * static_cast<std::size_t>(Dv * Br));
-    if (kConvert) {
-      n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * D));
-      n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv));
-    }
+    if (kConvert) n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * D));
+    n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv));
     return n;
   }
 
@@ -63,13 +62,14 @@ struct FlashScratch {
     st = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * Br)));
     ot = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Dv * Br)));
     kbuf = kConvert ? reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * D))) : nullptr;
-    vbuf = kConvert ? reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv))) : nullptr;
+    vbuf = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv)));
   }
 };
 
-/// One query tile of one (b, h): the whole FlashAttention-2 loop.
+/// One query tile of one (b, h): the whole FlashAttention-2 loop. `careful` is the re-run of a tile
+/// whose accumulator came out with a NaN (zero_weights.hpp): zero weights then skip their values.
 template <typename T>
-void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScratch<T>& w) {
+void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScratch<T>& w, bool careful = false) {
   using Acc = acc_t<T>;
   constexpr Index Br = FlashScratch<T>::Br;
   constexpr Index Bc = FlashScratch<T>::Bc;
@@ -96,9 +96,16 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
     if (pb.dropout.active) dropout_tile(pb, b, h, i0, nq, j0, nk, w.st);
 
     // O^T = α ∘ O^T + V_j^T · P^T: A(r = d, c = key) = vt[c * vs + r]
+    if (careful) {
+      careful_value_tile<T, static_cast<int>(Br)>(pb, b, hk, j0, nk, w.st, w.ot, w.softmax->rescale, w.vbuf);
+      continue;
+    }
     const Acc* vt = kv_rows(pb.v, b, hk, j0, nk, w.vbuf, vs);  // (nk, Dv), row stride vs
     gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st, w.ot, w.softmax->rescale, true);
   }
+  // A NaN here is either a NaN input reaching its rows, or 0 · Inf from a value this tile's weights
+  // hide: only the careful re-run tells them apart (a Dv x 64 scan, once per tile).
+  if (!careful && any_nan_packets(w.ot, pb.Dv * Br)) return flash_query_tile(pb, b, h, i0, w, true);
 
   // Epilogue: normalise once, write out and lse.
   write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);

@@ -8,11 +8,12 @@
 // one (b, h) at a time with Eigen tensor contractions. It materialises the (Nq, Nk) scores, so it
 // needs O(Nq * Nk) memory per worker; it is the readable oracle the other paths are tested against.
 
-#include <cmath>   // std::exp, std::log, std::isnan
+#include <cmath>   // std::exp, std::log, std::isnan, std::isfinite
 #include <limits>  // std::numeric_limits
 
 #include "attend/detail/parallel.hpp"
 #include "attend/detail/problem.hpp"
+#include "attend/detail/zero_weights.hpp"
 
 namespace attend {
 namespace detail {
@@ -79,6 +80,29 @@ void run_math(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device) {
     // out = einsum('i j, j d -> i d', attn, v)
     const Eigen::array<Eigen::IndexPair<Index>, 1> over_j = {Eigen::IndexPair<Index>(1, 0)};
     Mat o = attn.contract(v, over_j);  // (Nq, Dv)
+    // attend's rule for zero weights (zero_weights.hpp): a weight of exactly 0 contributes nothing,
+    // even against an Inf or NaN value, where the product above gives 0 · Inf = NaN. Such a NaN means
+    // v has a non-finite entry: redo the product with those entries zeroed and add their terms where
+    // the weight is not 0. Finite entries keep the same arithmetic, so nothing else changes.
+    if (any_nan(o.data(), Nq * Dv)) {
+      Mat bad(Nk, Dv);  // (Nk, Dv) the non-finite entries, 0 elsewhere
+      for (Index j = 0; j < Nk; ++j) {
+        for (Index d = 0; d < Dv; ++d) {
+          const bool finite = std::isfinite(v(j, d));
+          bad(j, d) = finite ? Acc(0) : v(j, d);
+          if (!finite) v(j, d) = Acc(0);
+        }
+      }
+      o = attn.contract(v, over_j);
+      for (Index j = 0; j < Nk; ++j) {
+        for (Index d = 0; d < Dv; ++d) {
+          if (bad(j, d) == Acc(0)) continue;
+          for (Index i = 0; i < Nq; ++i) {
+            if (attn(i, j) != Acc(0)) o(i, d) += attn(i, j) * bad(j, d);
+          }
+        }
+      }
+    }
     for (Index i = 0; i < Nq; ++i)
       for (Index d = 0; d < Dv; ++d) pb.out(b, h, i, d) = static_cast<T>(o(i, d));
   });

@@ -14,6 +14,7 @@
 #include "attend/detail/parallel.hpp"
 #include "attend/detail/problem.hpp"
 #include "attend/detail/tiles.hpp"
+#include "attend/detail/zero_weights.hpp"
 
 namespace attend {
 namespace detail {
@@ -31,17 +32,15 @@ struct MemEfficientScratch {
   Acc* st;    // (Nk, Br)  all scores of the chunk, then probabilities
   Acc* ot;    // (Dv, Br)
   Acc* kbuf;  // (Bc, D)   converted keys (16-bit T only)
-  Acc* vbuf;  // (Bc, Dv)
+  Acc* vbuf;  // (Bc, Dv)  converted values (16-bit T), or finite values (careful pass, zero_weights.hpp)
 
   static std::size_t bytes(Index Nk, Index D, Index Dv) {
     std::size_t n = align_up(sizeof(OnlineSoftmax<Acc, Traits::kChunkQ>));
     n += align_up(sizeof(Acc) * static_cast<std::size_t>(D * Br));
     n += align_up(sizeof(Acc) * static_cast<std::size_t>(std::max<Index>(Nk, 1) * Br));
     n += align_up(sizeof(Acc) * static_cast<std::size_t>(Dv * Br));
-    if (kConvert) {
-      n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * D));
-      n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv));
-    }
+    if (kConvert) n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * D));
+    n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv));
     return n;
   }
 
@@ -57,7 +56,7 @@ struct MemEfficientScratch {
     st = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(std::max<Index>(Nk, 1) * Br)));
     ot = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Dv * Br)));
     kbuf = kConvert ? reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * D))) : nullptr;
-    vbuf = kConvert ? reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv))) : nullptr;
+    vbuf = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv)));
   }
 };
 
@@ -94,6 +93,14 @@ void mem_efficient_chunk(const Problem<T>& pb, Index b, Index h, Index i0, MemEf
     Index vs = 0;
     const Acc* vt = kv_rows(pb.v, b, hk, j0, nk, w.vbuf, vs);
     gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st + j0 * Br, w.ot, nullptr, true);
+  }
+  // 0 · Inf from a value the weights hide leaves a NaN: redo the product carefully (zero_weights.hpp).
+  if (any_nan_packets(w.ot, pb.Dv * Br)) {
+    std::fill(w.ot, w.ot + pb.Dv * Br, Acc(0));
+    for (Index j0 = 0; j0 < j_end; j0 += Bc) {
+      const Index nk = std::min(Bc, j_end - j0);
+      careful_value_tile<T, static_cast<int>(Br)>(pb, b, hk, j0, nk, w.st + j0 * Br, w.ot, nullptr, w.vbuf);
+    }
   }
 
   write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);

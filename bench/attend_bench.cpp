@@ -582,7 +582,6 @@ long proc_status_kib(const char* field) {
 
 template <typename T>
 int memory_probe(attend::Path path, Index N, int threads, int reps) {
-  const Shape s{"probe", 1, 1, 1, N, N, 64, attend::Causal::none, false};
   const long hwm0 = proc_status_kib("VmHWM");
   attend::Tensor<T, 4> q(1, 1, N, 64), k(1, 1, N, 64), v(1, 1, N, 64), out(1, 1, N, 64);
   fill_random(q, 1);

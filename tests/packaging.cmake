@@ -69,6 +69,10 @@ add_test(NAME attend.headers
 # Eigen's Tensor module itself first (the other documented include order).
 add_executable(attend_odr "${CMAKE_CURRENT_SOURCE_DIR}/odr_a.cpp" "${CMAKE_CURRENT_SOURCE_DIR}/odr_b.cpp")
 target_link_libraries(attend_odr PRIVATE attend::attend)
+include("${CMAKE_CURRENT_LIST_DIR}/../cmake/attendWarnings.cmake" OPTIONAL)
+if(COMMAND attend_target_warnings)
+  attend_target_warnings(attend_odr)  # -Wall -Wextra -Wpedantic (-Werror with ATTEND_WERROR)
+endif()
 add_test(NAME attend.odr COMMAND attend_odr)
 
 # ---- Consumer projects (tests/package), each built with `ctest --build-and-test` ----
@@ -83,6 +87,9 @@ set(attend_pkg_build_options
     "-DATTEND_EXPECTED_VERSION=${attend_pkg_version}")
 if(CMAKE_CXX_COMPILER_LAUNCHER)
   list(APPEND attend_pkg_build_options "-DCMAKE_CXX_COMPILER_LAUNCHER=${CMAKE_CXX_COMPILER_LAUNCHER}")
+endif()
+if(CMAKE_CXX_STANDARD)  # and its standard (-DCMAKE_CXX_STANDARD=20: consumers as C++20 too)
+  list(APPEND attend_pkg_build_options "-DCMAKE_CXX_STANDARD=${CMAKE_CXX_STANDARD}")
 endif()
 
 # attend_pkg_consumer(<name> <source dir> [BUILD_TYPE <type>] [TEST_COMMAND <cmd...>]

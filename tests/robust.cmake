@@ -10,6 +10,8 @@
 # are the ones built for this machine's instruction set.
 
 option(ATTEND_BUILD_FUZZERS "Build the libFuzzer target in fuzz/ (needs clang)" OFF)
+# Warning flags (and -Werror with ATTEND_WERROR): the source tree's cmake/attendWarnings.cmake.
+include("${CMAKE_CURRENT_LIST_DIR}/../cmake/attendWarnings.cmake" OPTIONAL)
 
 set(attend_robust_dir "${CMAKE_CURRENT_SOURCE_DIR}/robust")
 if(TARGET attend::native)
@@ -29,9 +31,10 @@ function(attend_robust_test name)
     target_link_libraries(${target} PRIVATE ${attend_robust_lib} GTest::gtest_main)
   endif()
   target_include_directories(${target} PRIVATE "${attend_robust_dir}")
-  target_compile_features(${target} PRIVATE cxx_std_17)
-  target_compile_options(${target} PRIVATE
-    $<$<OR:$<CXX_COMPILER_ID:GNU>,$<CXX_COMPILER_ID:Clang>,$<CXX_COMPILER_ID:AppleClang>>:-Wall -Wextra>)
+  target_compile_features(${target} PRIVATE cxx_std_17)  # a minimum: -DCMAKE_CXX_STANDARD=20 raises it
+  if(COMMAND attend_target_warnings)
+    attend_target_warnings(${target})
+  endif()
   # Discovered when ctest runs (not at build time), so a sanitizer build discovers under the same
   # environment (ASAN_OPTIONS, setarch) that runs the tests.
   gtest_discover_tests(${target} TEST_PREFIX "attend.robust." DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 120
@@ -51,9 +54,14 @@ attend_robust_test(values SOURCES "${attend_robust_dir}/nonfinite_test.cpp" "${a
 # for the stated reason. The compiler runs with -fsyntax-only on each source, outside the build tree.
 set(attend_robust_cf_includes
     "$<TARGET_PROPERTY:attend::attend,INTERFACE_INCLUDE_DIRECTORIES>;$<TARGET_PROPERTY:Eigen3::Eigen,INTERFACE_INCLUDE_DIRECTORIES>")
+# The standard of the build (-DCMAKE_CXX_STANDARD=20 checks the refusals as C++20), at least C++17.
+set(attend_robust_cf_std 17)
+if(CMAKE_CXX_STANDARD GREATER 17)
+  set(attend_robust_cf_std ${CMAKE_CXX_STANDARD})
+endif()
 function(attend_robust_compile_fail name source regex)
   add_test(NAME attend.robust.compile_fail.${name}
-           COMMAND "${CMAKE_CXX_COMPILER}" -std=c++17 -fsyntax-only ${ARGN}
+           COMMAND "${CMAKE_CXX_COMPILER}" -std=c++${attend_robust_cf_std} -fsyntax-only ${ARGN}
                    "$<$<BOOL:${attend_robust_cf_includes}>:-I$<JOIN:${attend_robust_cf_includes},;-I>>"
                    "${attend_robust_dir}/compile_fail/${source}"
            COMMAND_EXPAND_LISTS)

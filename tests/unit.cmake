@@ -6,6 +6,8 @@
 # and focused: compiling Eigen's kernels for four element types is what costs time.
 
 include(CheckIncludeFileCXX)
+# Warning flags (and -Werror with ATTEND_WERROR): the source tree's cmake/attendWarnings.cmake.
+include("${CMAKE_CURRENT_LIST_DIR}/../cmake/attendWarnings.cmake" OPTIONAL)
 check_include_file_cxx("Random123/philox.h" ATTEND_TEST_HAVE_RANDOM123)
 
 # attend_unit_test(<name> <source> [ADD_TEST]): an executable named attend_<name>_test.
@@ -17,14 +19,11 @@ function(attend_unit_test name source)
   add_executable(${target} "${source}")
   target_link_libraries(${target} PRIVATE attend::native GTest::gtest_main)
   target_include_directories(${target} PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}")
-  target_compile_features(${target} PRIVATE cxx_std_17)
-  target_compile_options(${target} PRIVATE
-    $<$<OR:$<CXX_COMPILER_ID:GNU>,$<CXX_COMPILER_ID:Clang>,$<CXX_COMPILER_ID:AppleClang>>:-Wall -Wextra -Wpedantic>
-    # GCC 12 flags its own AVX-512 intrinsics ('__Y is/may be used uninitialized', from the
-    # deliberately undefined pass-through operand of _mm512_undefined_ps) wherever they are inlined,
-    # in Eigen's GEBP kernel and in attend's kernels alike: a false positive, GCC bug 105593.
-    # Clang keeps checking -Wuninitialized for these sources.
-    $<$<AND:$<CXX_COMPILER_ID:GNU>,$<VERSION_LESS:$<CXX_COMPILER_VERSION>,13>>:-Wno-maybe-uninitialized -Wno-uninitialized>)
+  target_compile_features(${target} PRIVATE cxx_std_17)  # a minimum: -DCMAKE_CXX_STANDARD=20 raises it
+  # -Wall -Wextra -Wpedantic, GCC 12's -Wno-maybe-uninitialized (GCC bug 105593), -Werror on request.
+  if(COMMAND attend_target_warnings)
+    attend_target_warnings(${target})
+  endif()
   if(arg_ADD_TEST)
     add_test(NAME attend.${name} COMMAND ${target})
   else()

@@ -11,8 +11,11 @@
 //   O^T = α ∘ O^T + V_j^T · P^T            (Dv x Br)   same micro-kernel, V read in place
 // and at the end out = O / l, lse = m + log l.
 
+#include <cmath>    // std::isfinite
 #include <cstddef>  // std::size_t
+#include <cstdint>  // std::uint32_t
 
+#include "attend/detail/bf16_dot.hpp"
 #include "attend/detail/kernel_traits.hpp"
 #include "attend/detail/microkernel.hpp"
 #include "attend/detail/online_softmax.hpp"
@@ -39,6 +42,11 @@ struct FlashScratch {
   Acc* ot;    // (Dv, Br)  O^T, unnormalised
   Acc* kbuf;  // (Bc, D)   converted keys (16-bit T only)
   Acc* vbuf;  // (Bc, Dv)  converted values (16-bit T), or finite values (careful re-run, zero_weights.hpp)
+  // bf16 products (bf16_dot.hpp, bf16 T on AVX512_BF16 only): pairs of bf16 in 32 bits.
+  std::uint32_t* qp = nullptr;  // (D/2, Br)   Q^T by pairs of d
+  std::uint32_t* pp = nullptr;  // (Bc/2, Br)  P^T in bf16 by pairs of keys
+  std::uint32_t* vp = nullptr;  // (Bc/2, Dv)  V tile by pairs of keys
+  static std::size_t pair_words(Index n) { return static_cast<std::size_t>((n + 1) / 2); }
 
   static std::size_t bytes(Index D, Index Dv) {
     std::size_t n = align_up(sizeof(OnlineSoftmax<Acc, Traits::kBlockQ>));
@@ -47,6 +55,11 @@ struct FlashScratch {
     n += align_up(sizeof(Acc) * static_cast<std::size_t>(Dv * Br));
     if (kConvert) n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * D));
     n += align_up(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv));
+    if (kBf16Dot<T>) {
+      n += align_up(sizeof(std::uint32_t) * pair_words(D) * Br);
+      n += align_up(sizeof(std::uint32_t) * pair_words(Bc) * Br);
+      n += align_up(sizeof(std::uint32_t) * pair_words(Bc) * static_cast<std::size_t>(Dv));
+    }
     return n;
   }
 
@@ -63,6 +76,11 @@ struct FlashScratch {
     ot = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Dv * Br)));
     kbuf = kConvert ? reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * D))) : nullptr;
     vbuf = reinterpret_cast<Acc*>(take(sizeof(Acc) * static_cast<std::size_t>(Bc * Dv)));
+    if (kBf16Dot<T>) {
+      qp = reinterpret_cast<std::uint32_t*>(take(sizeof(std::uint32_t) * pair_words(D) * Br));
+      pp = reinterpret_cast<std::uint32_t*>(take(sizeof(std::uint32_t) * pair_words(Bc) * Br));
+      vp = reinterpret_cast<std::uint32_t*>(take(sizeof(std::uint32_t) * pair_words(Bc) * static_cast<std::size_t>(Dv)));
+    }
   }
 };
 
@@ -111,6 +129,57 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
   write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
 }
 
+#if ATTEND_HAVE_BF16_DOT
+/// flash_query_tile for bf16 with bf16 products (bf16_dot.hpp): K read in place by pairs of d, Q^T
+/// packed by pairs, and P^T and the V tile packed by pairs of keys for P·V. D is even.
+inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, Index h, Index i0,
+                                  FlashScratch<Eigen::bfloat16>& w, bool careful = false) {
+  constexpr Index Br = FlashScratch<Eigen::bfloat16>::Br;
+  constexpr Index Bc = FlashScratch<Eigen::bfloat16>::Bc;
+  const Index nq = std::min(Br, pb.Nq - i0);
+  const Index hk = pb.kv_head(h);
+  const bool needs_mask = pb.has_mask();
+  const Index D2 = pb.D / 2, Dv = pb.Dv;
+  const Index ks_bytes = pb.k.stride(2) * static_cast<Index>(sizeof(Eigen::bfloat16));
+
+  pack_query_pairs(pb, b, h, i0, nq, w.qp);
+  w.softmax->reset();
+  std::fill(w.ot, w.ot + Dv * Br, 0.0f);
+
+  const Index j_end = visible_key_end(pb, i0, nq);
+  for (Index j0 = 0; j0 < j_end; j0 += Bc) {
+    const Index nk = std::min(Bc, j_end - j0);
+    // S^T = scale · K_j · Q^T: A(r = key, c = pair of d) at byte r·ks + 4c of K's rows
+    const auto* kt = reinterpret_cast<const unsigned char*>(&pb.k(b, hk, j0, 0));
+    bf16_gemm_panel<Bf16Store::scaled>(nk, D2, kt, ks_bytes, 4, w.qp, w.st, nullptr, pb.scale);
+    if (needs_mask || pb.causal != Causal::none) mask_score_tile(pb, b, h, i0, nq, j0, nk, w.st);
+    w.softmax->update(w.st, nk);
+    if (pb.dropout.active) dropout_tile(pb, b, h, i0, nq, j0, nk, w.st);
+
+    // O^T = α ∘ O^T + V_j^T · P^T: A(r = e, c = pair of keys) at byte 4e + 4·Dv·c of Vp
+    pack_probability_pairs(w.st, nk, w.pp);
+    const bool dirty = pack_value_pairs(&pb.v(b, hk, j0, 0), pb.v.stride(2), nk, Dv, w.vp, careful);
+    if (careful) forget_nonfinite_where_rescale_is_zero<static_cast<int>(Br)>(w.ot, Dv, w.softmax->rescale);
+    bf16_gemm_panel<Bf16Store::rescale_add>(Dv, (nk + 1) / 2, reinterpret_cast<const unsigned char*>(w.vp), 4, 4 * Dv,
+                                           w.pp, w.ot, w.softmax->rescale, 1.0f);
+    if (dirty) {  // the non-finite values' own terms, where the (rounded) weight is not 0
+      for (Index jj = 0; jj < nk; ++jj) {
+        for (Index e = 0; e < Dv; ++e) {
+          const float x = static_cast<float>(pb.v(b, hk, j0 + jj, e));
+          if (std::isfinite(x)) continue;
+          for (Index ii = 0; ii < Br; ++ii) {
+            const float p = unpack_probability(w.pp, jj, ii);
+            if (p != 0.0f) w.ot[e * Br + ii] += p * x;
+          }
+        }
+      }
+    }
+  }
+  if (!careful && any_nan_packets(w.ot, Dv * Br)) return flash_query_tile_bf16(pb, b, h, i0, w, true);
+  write_tile_output<Eigen::bfloat16, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+}
+#endif
+
 /// Bytes of scratch the flash path needs for `workers` workers.
 template <typename T>
 std::size_t flash_workspace_bytes(Index D, Index Dv, int workers) {
@@ -150,6 +219,14 @@ void run_flash(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void
         prefetch_query_tile(pb, nb / pb.Hq, nb % pb.Hq, ((item + 1) % tiles) * Br);
       }
       const Index bh = item / tiles;
+#if ATTEND_HAVE_BF16_DOT
+      if constexpr (kBf16Dot<T>) {
+        if (pb.D % 2 == 0) {
+          flash_query_tile_bf16(pb, bh / pb.Hq, bh % pb.Hq, (item % tiles) * Br, w);
+          continue;
+        }
+      }
+#endif
       flash_query_tile(pb, bh / pb.Hq, bh % pb.Hq, (item % tiles) * Br, w);
     }
   });

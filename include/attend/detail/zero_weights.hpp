@@ -72,6 +72,19 @@ bool finite_value_rows(const Problem<T>& pb, Index b, Index hk, Index j0, Index 
   return dirty;
 }
 
+/// The careful re-run's rescale rule for O^T (Dv x Br): where α is 0, every earlier key's weight
+/// underflowed against the new max, so what those keys left must go, including an Inf, which α would
+/// turn into NaN. Finite entries are left to the product, which multiplies them by 0 as the fast path does.
+template <int Br, typename Acc>
+void forget_nonfinite_where_rescale_is_zero(Acc* ot, Index Dv, const Acc* rescale) {
+  for (Index c = 0; c < Br; ++c) {
+    if (rescale[c] != Acc(0)) continue;
+    for (Index d = 0; d < Dv; ++d) {
+      if (!std::isfinite(ot[d * Br + c])) ot[d * Br + c] = Acc(0);
+    }
+  }
+}
+
 /// The careful form of a tiled kernel's value step, O^T = [α ∘] O^T + V_j^T · P^T (see the top of
 /// this file). pt is P^T (nk x Br), ot is O^T (Dv x Br); rescale (α, Br) may be null (no rescale).
 /// buf holds nk x Dv Acc values.
@@ -80,16 +93,7 @@ void careful_value_tile(const Problem<T>& pb, Index b, Index hk, Index j0, Index
                         acc_t<T>* ot, const acc_t<T>* rescale, acc_t<T>* buf) {
   using Acc = acc_t<T>;
   const bool dirty = finite_value_rows(pb, b, hk, j0, nk, buf);
-  if (rescale != nullptr) {
-    // α = 0: every earlier key's weight underflowed against the new max, so what they left must go,
-    // including an Inf, which α would turn into NaN. Finite entries are left to the product below.
-    for (Index c = 0; c < Br; ++c) {
-      if (rescale[c] != Acc(0)) continue;
-      for (Index d = 0; d < pb.Dv; ++d) {
-        if (!std::isfinite(ot[d * Br + c])) ot[d * Br + c] = Acc(0);
-      }
-    }
-  }
+  if (rescale != nullptr) forget_nonfinite_where_rescale_is_zero<Br>(ot, pb.Dv, rescale);
   gemm_panel<Acc>(pb.Dv, nk, buf, 1, pb.Dv, pt, ot, rescale, true);
   if (!dirty) return;
   for (Index j = 0; j < nk; ++j) {

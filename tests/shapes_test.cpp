@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ std::string name_of(const Shape& s) {
   if (s.mask == MaskKind::additive) n += "_AdditiveMask";
   return n;
 }
+
+// GoogleTest prints a failing parameter with PrintTo; without it, a Shape is a 64-byte hex dump.
+void PrintTo(const Shape& s, std::ostream* os) { *os << name_of(s); }
 
 Inputs make_inputs(const Shape& s) {
   const std::uint64_t seed = static_cast<std::uint64_t>(s.B * 7 + s.Hq * 131 + s.Nq * 1009 + s.Nk * 9176 + s.D * 31 +

@@ -150,7 +150,38 @@ TEST(Dispatch, CallReportsThePathItTook) {
     EXPECT_EQ(got.path, want.path);
     EXPECT_EQ(got.flash_reason, want.flash_reason);
     EXPECT_EQ(got.mem_efficient_reason, want.mem_efficient_reason);
+    EXPECT_STREQ(got.kernel, want.kernel);
   }
+}
+
+// Dispatch::kernel names the kernel inside the path: split-KV decode for at most 16 query rows per
+// kv head (Hq/Hkv · Nq), query tiles above; bf16 products only for bf16 with an even D on AVX512_BF16.
+TEST(Dispatch, KernelNamesTheKernelInsideThePath) {
+  auto kernel = [](bool flash, FlashAttentionConfig config, Index Hq, Index Hkv, Index Nq) {
+    const Args a(16, 16, Nq, 70);
+    const std::vector<T> q(static_cast<std::size_t>(Hq * Nq * 16), T(0.01));
+    const std::vector<T> k(static_cast<std::size_t>(Hkv * 70 * 16), T(0.02));
+    const attend::ConstView<T, 4> qv(q.data(), {1, Hq, Nq, 16}), kv(k.data(), {1, Hkv, 70, 16});
+    return std::string(attend::Attend<T>(0.0, flash, std::nullopt, config).dispatch(qv, kv, kv).kernel);
+  };
+  EXPECT_EQ(kernel(true, {}, 4, 1, 4), "split_kv_decode");  // 16 rows per kv head
+  EXPECT_EQ(kernel(true, {}, 4, 1, 5), "query_tiles");      // 20 rows
+  EXPECT_EQ(kernel(true, {}, 1, 1, 17), "query_tiles");
+  EXPECT_EQ(kernel(true, attend_test::only(Path::mem_efficient), 1, 1, 3), "query_chunks");
+  EXPECT_EQ(kernel(false, {}, 1, 1, 3), "contraction");
+
+  using B16 = Eigen::bfloat16;
+  auto bf16_kernel = [](Index D) {
+    const std::vector<B16> x(static_cast<std::size_t>(70 * D), B16(0.5f));
+    const attend::ConstView<B16, 4> view(x.data(), {1, 1, 70, D});
+    return std::string(attend::Attend<B16>(0.0, true).dispatch(view, view, view).kernel);
+  };
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  EXPECT_EQ(bf16_kernel(64), "query_tiles_bf16_dot");
+#else
+  EXPECT_EQ(bf16_kernel(64), "query_tiles");
+#endif
+  EXPECT_EQ(bf16_kernel(63), "query_tiles");  // odd D: a K row's last element has no partner
 }
 
 }  // namespace

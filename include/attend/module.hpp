@@ -277,11 +277,24 @@ class Attend {
     }
     if (reasons != nullptr) {
       reasons->path = path;
+      reasons->kernel = kernel_name(pb, path);
       reasons->flash_reason = path == Path::flash ? std::string() : why_not(pb, config_.enable_flash);
       reasons->mem_efficient_reason =
           path != Path::math ? std::string() : why_not(pb, config_.enable_mem_efficient);
     }
     return path;
+  }
+
+  /// The kernel a path runs for this call (Dispatch::kernel).
+  static const char* kernel_name(const detail::Problem<T>& pb, Path path) {
+    switch (path) {
+      case Path::flash:
+        if (detail::use_decode_kernel(pb)) return "split_kv_decode";
+        return detail::kBf16Dot<T> && pb.D % 2 == 0 ? "query_tiles_bf16_dot" : "query_tiles";
+      case Path::mem_efficient: return "query_chunks";
+      case Path::math: return "contraction";
+    }
+    return "";
   }
 
   /// Why a tiled path (enabled or not in the config) did not serve the call.

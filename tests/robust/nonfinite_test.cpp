@@ -96,7 +96,9 @@ TYPED_TEST(NonFinite, NanInQueryRowReachesOnlyThatRow) {
         for (Index i = 0; i < sh.Nq; ++i) {
           const bool hit = h == hit_h && i == hit_i;
           EXPECT_EQ(robust::is_nan(dirty.lse(0, h, i)), hit) << "lse h=" << h << " i=" << i;
-          if (!hit) EXPECT_EQ(std::memcmp(&dirty.lse(0, h, i), &clean.lse(0, h, i), sizeof(dirty.lse(0, h, i))), 0);
+          if (!hit) {
+            EXPECT_EQ(std::memcmp(&dirty.lse(0, h, i), &clean.lse(0, h, i), sizeof(dirty.lse(0, h, i))), 0);
+          }
           for (Index d = 0; d < kDv; ++d) {
             if (hit) {
               EXPECT_TRUE(robust::is_nan(dirty.out(0, h, i, d))) << "i=" << i << " d=" << d;
@@ -355,8 +357,11 @@ TYPED_TEST(NonFinite, RowsWithoutVisibleKeysAreZero) {
           const bool none = i < 65;
           EXPECT_EQ(static_cast<double>(r.lse(0, h, i)) == ninf, none) << "i=" << i;
           for (Index d = 0; d < kDv; ++d) {
-            if (none) EXPECT_EQ(static_cast<double>(r.out(0, h, i, d)), 0.0) << "i=" << i;
-            if (!none) EXPECT_TRUE(robust::is_finite(r.out(0, h, i, d)));
+            if (none) {
+              EXPECT_EQ(static_cast<double>(r.out(0, h, i, d)), 0.0) << "i=" << i;
+            } else {
+              EXPECT_TRUE(robust::is_finite(r.out(0, h, i, d)));
+            }
           }
         }
       }

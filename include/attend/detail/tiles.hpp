@@ -23,6 +23,44 @@
 namespace attend {
 namespace detail {
 
+#if defined(EIGEN_VECTORIZE_AVX512)
+/// 16 bf16 or half values to float. Exact: bf16 is the top half of a float; vcvtph2ps converts every
+/// half, subnormals included. Eigen 3.4 has the half packet conversion in software under GCC (its
+/// EIGEN_HAS_FP16_C test reads `!defined(EIGEN_COMP_CLANG)`, which is always false), about 20
+/// instructions per value: 43% of a flash f16 call at long4k before this.
+template <typename T>
+EIGEN_ALWAYS_INLINE __m512 load16_as_float(const T* src) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+  if constexpr (std::is_same_v<T, Eigen::half>) {
+    return _mm512_cvtph_ps(x);
+  } else {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x), 16));
+  }
+}
+
+/// 16 floats rounded to bf16 or half and stored, bit-identical to Eigen's scalar conversions: round to
+/// nearest even, overflow to Inf, subnormals kept; NaN stays NaN.
+template <typename T>
+EIGEN_ALWAYS_INLINE void store16_from_float(T* dst, __m512 x) {
+  __m256i r;
+  if constexpr (std::is_same_v<T, Eigen::half>) {
+    r = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  } else {
+    // bits + 0x7fff + (bit 16) then >> 16 rounds to nearest even; NaN becomes a quiet NaN of its sign,
+    // as Eigen's float_to_bfloat16_rtne does.
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7fff)), lsb), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    const __m512i quiet = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x8000)),
+                                          _mm512_set1_epi32(0x7fc0));
+    rounded = _mm512_mask_mov_epi32(rounded, nan, quiet);
+    r = _mm512_cvtepi32_epi16(rounded);
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), r);
+}
+#endif
+
 /// Q^T of one query tile, pre-multiplied by the scale: qt[d * Br + ii] = scale * q[b, h, i0 + ii, d],
 /// and 0 in the columns past the last query (nq < Br), whose results are never written out.
 template <typename T>
@@ -33,7 +71,12 @@ void pack_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq,
     for (Index ii = nq; ii < Br; ++ii) qt[d * Br + ii] = Acc(0);
   }
   Index ii0 = 0;
-  if constexpr (std::is_same_v<T, float>) {
+#if defined(EIGEN_VECTORIZE_AVX512)
+  constexpr bool kBlocks = std::is_same_v<Acc, float>;  // f32, and bf16/half through load16_as_float
+#else
+  constexpr bool kBlocks = std::is_same_v<T, float>;
+#endif
+  if constexpr (kBlocks) {
     // Whole L x L blocks go through a register transpose: at N = 62 (BS-RoFormer's frequency axis)
     // a scalar transpose here and in the epilogue costs about a third of the tile's FMAs.
     using Packet = typename KernelTraits<Acc>::Packet;
@@ -48,13 +91,21 @@ void pack_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq,
       for (; d0 + L <= pb.D; d0 += L) {
         PacketBlock<Packet, L> blk;
         for (int r = 0; r < L; ++r) {
-          blk.packet[r] = r < rows ? pmul(scale, ploadu<Packet>(&pb.q(b, h, i0 + ii0 + r, d0))) : pset1<Packet>(0.0f);
+          if (r >= rows) {
+            blk.packet[r] = pset1<Packet>(0.0f);
+          } else if constexpr (std::is_same_v<T, float>) {
+            blk.packet[r] = pmul(scale, ploadu<Packet>(&pb.q(b, h, i0 + ii0 + r, d0)));
+          } else {
+#if defined(EIGEN_VECTORIZE_AVX512)
+            blk.packet[r] = pmul(scale, load16_as_float(&pb.q(b, h, i0 + ii0 + r, d0)));
+#endif
+          }
         }
         ptranspose(blk);
         for (int r = 0; r < L; ++r) pstore(qt + (d0 + r) * Br + ii0, blk.packet[r]);
       }
       for (; d0 < pb.D; ++d0)
-        for (Index r = 0; r < rows; ++r) qt[d0 * Br + ii0 + r] = pb.scale * pb.q(b, h, i0 + ii0 + r, d0);
+        for (Index r = 0; r < rows; ++r) qt[d0 * Br + ii0 + r] = pb.scale * static_cast<Acc>(pb.q(b, h, i0 + ii0 + r, d0));
     }
   }
   for (Index ii = ii0; ii < nq; ++ii) {
@@ -63,9 +114,10 @@ void pack_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq,
   }
 }
 
-/// dst[0, n) = src[0, n) converted to float, a packet at a time where Eigen has a 16-bit packet as
-/// wide as the float one (AVX-512: Packet16bf/Packet16h; AVX2: the 8-lane ones). A scalar bf16 or
-/// half conversion costs as much as the FMAs that use the value, so this matters for 16-bit inputs.
+
+/// dst[0, n) = src[0, n) converted to float, a packet at a time: with AVX-512 by the instructions
+/// above, elsewhere where Eigen has a 16-bit packet as wide as the float one (AVX2: 8 lanes). A scalar
+/// bf16 or half conversion costs as much as the FMAs that use the value.
 template <typename T>
 EIGEN_ALWAYS_INLINE void convert_row(const T* src, float* dst, Index n) {
   using namespace Eigen::internal;
@@ -73,9 +125,13 @@ EIGEN_ALWAYS_INLINE void convert_row(const T* src, float* dst, Index n) {
   using Packet16 = typename packet_traits<T>::type;
   constexpr Index L = KernelTraits<float>::kLanes;
   Index d = 0;
+#if defined(EIGEN_VECTORIZE_AVX512)
+  for (; d + L <= n; d += L) _mm512_storeu_ps(dst + d, load16_as_float(src + d));
+#else
   if constexpr (packet_traits<T>::Vectorizable && unpacket_traits<Packet16>::size == L) {
     for (; d + L <= n; d += L) pstoreu(dst + d, pcast<Packet16, Packet>(ploadu<Packet16>(src + d)));
   }
+#endif
   for (; d < n; ++d) dst[d] = static_cast<float>(src[d]);
 }
 
@@ -150,7 +206,12 @@ void write_tile_output(const Problem<T>& pb, Index b, Index h, Index i0, Index n
   using Acc = acc_t<T>;
   const Acc extra = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
   Index ii0 = 0;
-  if constexpr (std::is_same_v<T, float>) {
+#if defined(EIGEN_VECTORIZE_AVX512)
+  constexpr bool kBlocks = std::is_same_v<Acc, float>;  // f32, and bf16/half through store16_from_float
+#else
+  constexpr bool kBlocks = std::is_same_v<T, float>;
+#endif
+  if constexpr (kBlocks) {
     // Register transposes of whole L x L blocks, as in pack_query_tile.
     using Packet = typename KernelTraits<Acc>::Packet;
     constexpr int L = KernelTraits<Acc>::kLanes;
@@ -166,11 +227,19 @@ void write_tile_output(const Problem<T>& pb, Index b, Index h, Index i0, Index n
         PacketBlock<Packet, L> blk;
         for (int r = 0; r < L; ++r) blk.packet[r] = pload<Packet>(ot + (d0 + r) * Br + ii0);
         ptranspose(blk);
-        for (Index r = 0; r < rows; ++r) pstoreu(&pb.out(b, h, i0 + ii0 + r, d0), pmul(blk.packet[r], inv[r]));
+        for (Index r = 0; r < rows; ++r) {
+          if constexpr (std::is_same_v<T, float>) {
+            pstoreu(&pb.out(b, h, i0 + ii0 + r, d0), pmul(blk.packet[r], inv[r]));
+          } else {
+#if defined(EIGEN_VECTORIZE_AVX512)
+            store16_from_float(&pb.out(b, h, i0 + ii0 + r, d0), pmul(blk.packet[r], inv[r]));
+#endif
+          }
+        }
       }
       for (Index r = 0; r < rows; ++r) {
         const Acc iv = sm.inv_sum(static_cast<int>(ii0 + r), extra);
-        for (Index d = d0; d < pb.Dv; ++d) pb.out(b, h, i0 + ii0 + r, d) = ot[d * Br + ii0 + r] * iv;
+        for (Index d = d0; d < pb.Dv; ++d) pb.out(b, h, i0 + ii0 + r, d) = static_cast<T>(ot[d * Br + ii0 + r] * iv);
       }
     }
   }

@@ -8,7 +8,8 @@
 // output, lse and inputs as it was. Mistakes the types make unrepresentable are checked at compile
 // time at the end of this file (and by the compile-fail tests in tests/robust.cmake).
 //
-// The table is docs/errors.md; the DocsTable test checks that each row's message excerpt is there.
+// The table is docs/errors.md and the README's Errors section; the DocsTable test checks that each
+// row's message excerpt is in both.
 
 #include <cstdlib>
 #include <cstring>
@@ -443,16 +444,19 @@ TYPED_TEST(BadInput, SmallWorkspaceIsGrown) {
   }
 }
 
-// docs/errors.md is the table above: every row's first message excerpt appears in it.
+// docs/errors.md and the README's Errors section are the table above: every row's first message
+// excerpt appears in both.
 TEST(DocsTable, ListsEveryRow) {
-  std::ifstream f(ATTEND_ROBUST_ERRORS_MD);
-  ASSERT_TRUE(f) << "cannot read " << ATTEND_ROBUST_ERRORS_MD;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  const std::string doc = ss.str();
-  for (const Row<float>& row : rows<float>()) {
-    EXPECT_NE(doc.find(row.expect.front()), std::string::npos)
-        << "docs/errors.md lacks the row " << row.argument << ": " << row.condition << " (" << row.expect.front() << ")";
+  for (const char* path : {ATTEND_ROBUST_ERRORS_MD, ATTEND_ROBUST_README_MD}) {
+    std::ifstream f(path);
+    ASSERT_TRUE(f) << "cannot read " << path;
+    std::stringstream ss;
+    ss << f.rdbuf();
+    const std::string doc = ss.str();
+    for (const Row<float>& row : rows<float>()) {
+      EXPECT_NE(doc.find(row.expect.front()), std::string::npos)
+          << path << " lacks the row " << row.argument << ": " << row.condition << " (" << row.expect.front() << ")";
+    }
   }
 }
 

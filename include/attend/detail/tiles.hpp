@@ -121,13 +121,13 @@ void pack_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq,
 template <typename T>
 EIGEN_ALWAYS_INLINE void convert_row(const T* src, float* dst, Index n) {
   using namespace Eigen::internal;
-  using Packet = typename KernelTraits<float>::Packet;
-  using Packet16 = typename packet_traits<T>::type;
   constexpr Index L = KernelTraits<float>::kLanes;
   Index d = 0;
 #if defined(EIGEN_VECTORIZE_AVX512)
   for (; d + L <= n; d += L) _mm512_storeu_ps(dst + d, load16_as_float(src + d));
 #else
+  using Packet = typename KernelTraits<float>::Packet;  // here: with AVX-512 they would be unused
+  using Packet16 = typename packet_traits<T>::type;
   if constexpr (packet_traits<T>::Vectorizable && unpacket_traits<Packet16>::size == L) {
     for (; d + L <= n; d += L) pstoreu(dst + d, pcast<Packet16, Packet>(ploadu<Packet16>(src + d)));
   }

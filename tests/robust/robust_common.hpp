@@ -20,18 +20,11 @@ namespace robust {
 
 using attend::Index;
 
-/// Every element type attend supports, for typed tests.
+/// Every element type attend supports, for typed tests: TYPED_TEST_SUITE(Suite, robust::AllTypes, ).
+/// The empty third argument fills the macro's '...', which C++17's -Wpedantic requires (clang:
+/// -Wgnu-zero-variadic-macro-arguments), and keeps gtest's default names, which ctest shows as
+/// Suite.Test<double>.
 using AllTypes = ::testing::Types<double, float, Eigen::bfloat16, Eigen::half>;
-
-/// Names typed tests f64, f32, bf16, f16: TYPED_TEST_SUITE(Suite, AllTypes, TypeNames). Naming the
-/// generator also keeps the macro's variadic argument non-empty, which C++17's -Wpedantic requires
-/// (clang: -Wgnu-zero-variadic-macro-arguments).
-struct TypeNames {
-  template <typename T>
-  static std::string GetName(int) {
-    return attend::type_name<T>();
-  }
-};
 
 /// A way to run a call: a path forced through a config with only that path on, or flash = false.
 struct Route {

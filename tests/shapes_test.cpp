@@ -83,6 +83,13 @@ const Shape kPlain[] = {
     {2, 2, 1, 63, 113, 80, 16},    {1, 2, 2, 1, 65, 128, 64},    {1, 1, 1, 113, 194, 1, 1},
     {1, 6, 3, 194, 113, 8, 8},
 };
+// An f32 output of 32 MiB (8193 x 1024 floats), the size from which the tiled kernels write it with
+// non-temporal stores (KernelTraits::kStreamOutputBytes); Dv = 1024 also has partial 16-lane blocks
+// nowhere, Nk = 17 and D = 8 keep the call cheap.
+const Shape kStreamed[] = {{1, 1, 1, 8193, 17, 8, 1024}};
+INSTANTIATE_TEST_SUITE_P(StreamedOutput, Shapes, ::testing::ValuesIn(kStreamed),
+                         [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
+
 INSTANTIATE_TEST_SUITE_P(TileEdges, Shapes, ::testing::ValuesIn(kPlain),
                          [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
 

@@ -67,8 +67,9 @@ EIGEN_ALWAYS_INLINE __m512bh bcast_pair(const unsigned char* p) {
   return (__m512bh)_mm512_set1_epi32(static_cast<int>(x));
 }
 
-/// The two epilogues: scores are overwritten and scaled, the output accumulator is rescaled and added to.
-enum class Bf16Store { scaled, rescale_add };
+/// The epilogues: scores are overwritten and scaled; the output accumulator is overwritten (first key
+/// tile) or rescaled and added to.
+enum class Bf16Store { scaled, overwrite, rescale_add };
 
 /// C (MR x Br) from Σ_c A(r, c) · B(c, :) over kc2 pairs; A(r, c) is the pair at a + r·a_rs + c·a_cs
 /// (bytes), B is kc2 rows of Br pairs, C has leading dimension Br.
@@ -94,6 +95,9 @@ EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Ind
     const __m512 s = _mm512_set1_ps(scale);
     for (int r = 0; r < MR; ++r)
       for (int n = 0; n < NR; ++n) _mm512_store_ps(c + r * ld + n * L, _mm512_mul_ps(acc[r][n], s));
+  } else if constexpr (kStore == Bf16Store::overwrite) {
+    for (int r = 0; r < MR; ++r)
+      for (int n = 0; n < NR; ++n) _mm512_store_ps(c + r * ld + n * L, acc[r][n]);
   } else {
     for (int n = 0; n < NR; ++n) {
       const __m512 al = _mm512_load_ps(col_scale + n * L);
@@ -105,7 +109,7 @@ EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Ind
   }
 }
 
-/// C (m x Br) = scale · A · B (scaled) or C = col_scale ∘ C + A · B (rescale_add), A (m x kc2 pairs)
+/// C (m x Br) = scale · A · B (scaled), A · B (overwrite) or col_scale ∘ C + A · B (rescale_add), A (m x kc2 pairs)
 /// through byte strides, B (kc2 x Br pairs). Rows past a multiple of 6 take a narrower block.
 template <Bf16Store kStore>
 void bf16_gemm_panel(Index m, Index kc2, const unsigned char* a, Index a_rs, Index a_cs, const std::uint32_t* b,

@@ -86,15 +86,6 @@ struct DecodePartials {
   }
 };
 
-/// Requests the cache line at p into L2 (prefetcht1 on x86; a plain prefetch elsewhere).
-EIGEN_ALWAYS_INLINE void prefetch_l2(const char* p) {
-#if defined(__SSE__) || defined(_M_X64)
-  _mm_prefetch(p, _MM_HINT_T1);
-#else
-  Eigen::internal::prefetch(p);
-#endif
-}
-
 /// Dot product of two contiguous Acc rows, D along the lanes (four accumulators hide FMA latency).
 template <typename Acc>
 EIGEN_ALWAYS_INLINE Acc dot_row(const Acc* a, const Acc* b, Index n) {

@@ -4,6 +4,8 @@
 // Compile-time tiling of the flash and mem_efficient kernels, derived in one place from the SIMD
 // width and register count of the target, with the constraints checked beside each number.
 
+#include <cstddef>  // std::size_t
+
 #include <Eigen/Core>
 
 #include "attend/tensor.hpp"
@@ -54,6 +56,11 @@ struct KernelTraits {
   /// Query chunk of the mem_efficient path: the same width as a flash query tile, so both paths
   /// share the micro-kernels; its scores take Nk x 64 Acc values per worker.
   static constexpr int kChunkQ = kBlockQ;
+
+  /// Outputs of at least this many bytes are written with non-temporal stores (tiles.hpp,
+  /// output_is_streamed): 32 MiB is the L3 of one Zen 4 CCD and more than most chips' L3 per socket
+  /// slice, so such an output leaves the caches before a consumer reads it anyway.
+  static constexpr std::size_t kStreamOutputBytes = std::size_t(32) << 20;
 
   /// Scratch alignment in bytes: a cache line, and enough for aligned packet loads.
   static constexpr int kAlign = 64;

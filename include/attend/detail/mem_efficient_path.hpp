@@ -121,6 +121,7 @@ void run_mem_efficient(const Problem<T>& pb, const Eigen::ThreadPoolDevice* devi
                              pb.Nk, pb.D, pb.Dv);
     const Index bh = item / chunks;
     mem_efficient_chunk(pb, bh / pb.Hq, bh % pb.Hq, (item % chunks) * Br, w);
+    stream_fence();  // the output's non-temporal stores, before the pool hears this item is done
   });
 }
 

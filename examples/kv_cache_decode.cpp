@@ -9,7 +9,7 @@
 //   default   B 2 sequences, Hq 8 query heads sharing Hkv 2 key/value heads (groups of 4), D 64,
 //             a prompt of 37 tokens, then the steps 1 1 1 1 3 1 1 5 1 1 (new tokens per call)
 //   --prompt  the prompt length (e.g. 1000 to run the split-KV decode kernel over several 512-key
-//             splits); --capacity defaults to prompt + 32
+//             splits); --capacity defaults to prompt + 64
 //
 // Every step is checked against attention recomputed from scratch: the math path (flash = false)
 // over contiguous copies of the whole prefix, Nq = Nk = n, causal. Exit status 1 on a mismatch.
@@ -65,13 +65,14 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  // New tokens per call: the prompt, single tokens, and two short chunks. Hq/Hkv · Nq query rows share
-  // each key/value head: 4 for one token, 12 for 3 tokens (both at most 16: the flash path's split-KV
-  // decode kernel), 20 for 5 tokens (more than 16: the flash path's query tiles).
-  const std::vector<Index> schedule = {prompt, 1, 1, 1, 1, 3, 1, 1, 5, 1, 1};
+  // New tokens per call: the prompt, single tokens, and short chunks. Hq/Hkv · Nq query rows share
+  // each key/value head (4 for one token, 20 for 5). The flash path serves up to (D + Dv) / 8 = 16
+  // new tokens per head with its split-KV decode kernel, and more (the prompt, the 20-token chunk)
+  // with 64-query tiles.
+  const std::vector<Index> schedule = {prompt, 1, 1, 1, 1, 3, 1, 1, 5, 1, 1, 20, 1};
   Index total = 0;
   for (Index m : schedule) total += m;
-  if (capacity < 0) capacity = prompt + 32;
+  if (capacity < 0) capacity = prompt + 64;
   if (threads < 1 || prompt < 1 || capacity < total) {
     std::fprintf(stderr, "need threads >= 1, prompt >= 1 and capacity >= %ld (prompt + 16)\n", static_cast<long>(total));
     return 2;
@@ -106,16 +107,19 @@ int main(int argc, char** argv) {
 
   // Scratch memory, sized once for the largest calls, so that no step allocates: the query tiles'
   // scratch depends only on D and the threads (the prefill stands for every tiled call), the decode
-  // kernel's grows with its rows and key splits (its largest call: 16 rows, 16 / 4 = 4 tokens, over
-  // a full cache). A call that finds the workspace too small would grow it, once.
-  const Index decode_tokens = 16 / (Hq / Hkv);
+  // kernel's grows with its rows (Hq/Hkv · Nq) and key splits, so ask for every chunk size it may
+  // serve over a full cache (it takes at most 24 new tokens). A call that finds the workspace too
+  // small would grow it, once.
   attend::Workspace workspace;
   options.workspace = &workspace;
-  workspace.reserve(std::max(
-      attn.workspace_bytes(positions(q_all, 0, prompt), positions(k_all, 0, prompt), positions(v_all, 0, prompt),
-                           options),
-      attn.workspace_bytes(positions(q_all, capacity - decode_tokens, decode_tokens), positions(k_all, 0, capacity),
-                           positions(v_all, 0, capacity), options)));
+  std::size_t largest = attn.workspace_bytes(positions(q_all, 0, prompt), positions(k_all, 0, prompt),
+                                             positions(v_all, 0, prompt), options);
+  for (Index tokens = 1; tokens <= 24; ++tokens) {
+    largest = std::max(largest, attn.workspace_bytes(positions(q_all, capacity - tokens, tokens),
+                                                     positions(k_all, 0, capacity), positions(v_all, 0, capacity),
+                                                     options));
+  }
+  workspace.reserve(largest);
   const std::size_t workspace_bytes = workspace.size();
 
   std::printf("KV-cache decoding: B %ld, Hq %ld, Hkv %ld (GQA groups of %ld), D %ld, capacity Nmax %ld, "
@@ -159,12 +163,10 @@ int main(int argc, char** argv) {
       us = std::min(us, std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
 
-    // Dispatch names the path; which of the flash path's kernels ran follows from its documented rule
-    // (Hq/Hkv · Nq <= 16 rows per kv head: split-KV decode; more: 64-query tiles).
+    // Dispatch names the path and the kernel inside it: split_kv_decode for a few new tokens
+    // (Nq <= (D + Dv) / 8, at most 24), query_tiles for the prefill.
+    const char* kernel = dispatch.kernel;
     const Index rows = (Hq / Hkv) * m;
-    const char* kernel = dispatch.path != attend::Path::flash ? "-"
-                         : rows <= 16                         ? "split-KV decode"
-                                                              : "query tiles";
 
     // 3. The check: from scratch over the whole prefix, on the math path and contiguous copies.
     //    With Nq = Nk the two causal alignments coincide, so this does not depend on bottom_right;

@@ -116,7 +116,7 @@ const Shape kMasked[] = {
 INSTANTIATE_TEST_SUITE_P(Masked, Shapes, ::testing::ValuesIn(kMasked),
                          [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
 
-// Few query rows per kv head (Hq/Hkv · Nq <= 16), which the flash path serves with a split-KV decode
+// Few queries per head (Nq <= (D + Dv) / 8), which the flash path serves with a split-KV decode
 // kernel: several 512-key splits merged by log-sum-exp, ragged last split, causal rows whose later
 // splits see no key, masks that empty a whole split.
 const Shape kDecode[] = {

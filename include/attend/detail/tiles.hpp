@@ -77,6 +77,15 @@ EIGEN_ALWAYS_INLINE void store16_float(float* dst, __m512 x, bool stream) {
 }
 #endif
 
+/// Whether the query pack and the epilogue move T through 16 x 16 register transposes: f32, and with
+/// AVX-512 also bf16/half (load16_as_float, store16_from_float); other cases go element by element.
+template <typename T>
+#if defined(EIGEN_VECTORIZE_AVX512)
+constexpr bool kTransposeBlocks = std::is_same_v<acc_t<T>, float>;
+#else
+constexpr bool kTransposeBlocks = std::is_same_v<T, float>;
+#endif
+
 /// Q^T of one query tile, pre-multiplied by the scale: qt[d * Br + ii] = scale * q[b, h, i0 + ii, d],
 /// and 0 in the columns past the last query (nq < Br), whose results are never written out.
 template <typename T>
@@ -87,12 +96,7 @@ void pack_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq,
     for (Index ii = nq; ii < Br; ++ii) qt[d * Br + ii] = Acc(0);
   }
   Index ii0 = 0;
-#if defined(EIGEN_VECTORIZE_AVX512)
-  constexpr bool kBlocks = std::is_same_v<Acc, float>;  // f32, and bf16/half through load16_as_float
-#else
-  constexpr bool kBlocks = std::is_same_v<T, float>;
-#endif
-  if constexpr (kBlocks) {
+  if constexpr (kTransposeBlocks<T>) {
     // Whole L x L blocks go through a register transpose: at N = 62 (BS-RoFormer's frequency axis)
     // a scalar transpose here and in the epilogue costs about a third of the tile's FMAs.
     using Packet = typename KernelTraits<Acc>::Packet;
@@ -239,12 +243,7 @@ void write_tile_output(const Problem<T>& pb, Index b, Index h, Index i0, Index n
   const Acc extra = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
   Index ii0 = 0;
   [[maybe_unused]] const bool stream = output_is_streamed(pb);
-#if defined(EIGEN_VECTORIZE_AVX512)
-  constexpr bool kBlocks = std::is_same_v<Acc, float>;  // f32, and bf16/half through store16_from_float
-#else
-  constexpr bool kBlocks = std::is_same_v<T, float>;
-#endif
-  if constexpr (kBlocks) {
+  if constexpr (kTransposeBlocks<T>) {
     // Register transposes of whole L x L blocks, as in pack_query_tile.
     using Packet = typename KernelTraits<Acc>::Packet;
     constexpr int L = KernelTraits<Acc>::kLanes;

@@ -25,7 +25,6 @@ EIGEN_ALWAYS_INLINE void micro_block(Index kc, const Acc* a, Index a_rs, Index a
   using Eigen::internal::padd;
   using Eigen::internal::pload;
   using Eigen::internal::pmadd;
-  using Eigen::internal::pmul;
   using Eigen::internal::pset1;
   using Eigen::internal::pstore;
 
@@ -48,21 +47,29 @@ EIGEN_ALWAYS_INLINE void micro_block(Index kc, const Acc* a, Index a_rs, Index a
       Acc* cp = c + r * ldc + n * L;
       Packet res = acc[r][n];
       if (accumulate) {
-        Packet old = pload<Packet>(cp);
-        if (col_scale != nullptr) old = pmul(old, pload<Packet>(col_scale + n * L));
-        res = padd(old, res);
+        // One explicit FMA, not a multiply and an add that the compiler may or may not contract:
+        // the careful re-run (zero_weights.hpp) goes through another instantiation of this code
+        // and must round exactly as the fast path did.
+        const Packet old = pload<Packet>(cp);
+        res = col_scale != nullptr ? pmadd(old, pload<Packet>(col_scale + n * L), res) : padd(old, res);
       }
       pstore(cp, res);
     }
   }
 }
 
+/// What gemm_panel does between register blocks by default: nothing.
+struct NoHook {
+  EIGEN_ALWAYS_INLINE void operator()() const {}
+};
+
 /// C (m x Br) = [col_scale ∘] C + A (m x kc) · B (kc x Br), with C and B of leading dimension Br.
 /// `accumulate = false` overwrites C (col_scale is then ignored). Rows past a multiple of MR go
 /// through a narrower block of the same kind, so no row is computed twice or with scalar code.
-template <typename Acc>
+/// `between()` runs after each register block (the flash path hands out prefetches there).
+template <typename Acc, typename Hook = NoHook>
 void gemm_panel(Index m, Index kc, const Acc* a, Index a_rs, Index a_cs, const Acc* b, Acc* c, const Acc* col_scale,
-                bool accumulate) {
+                bool accumulate, Hook between = {}) {
   using Traits = KernelTraits<Acc>;
   constexpr int MR = Traits::kRegM;
   constexpr int NR = Traits::kRegNUsed;
@@ -75,6 +82,7 @@ void gemm_panel(Index m, Index kc, const Acc* a, Index a_rs, Index a_cs, const A
     Index r0 = 0;
     for (; r0 + MR <= m; r0 += MR) {
       micro_block<MR, NR>(kc, a + r0 * a_rs, a_rs, a_cs, bn, ld, cn + r0 * ld, ld, sn, accumulate);
+      between();
     }
     const Index rest = m - r0;
     const Acc* ar = a + r0 * a_rs;

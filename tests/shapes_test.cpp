@@ -124,6 +124,9 @@ const Shape kDecode[] = {
     {1, 16, 1, 1, 1500, 8, 8},                          {1, 2, 2, 1, 513, 80, 24},
     {1, 4, 4, 4, 600, 16, 16, BR},                      {1, 2, 1, 8, 1025, 32, 32, TL},
     {1, 4, 2, 3, 1100, 16, 8, NC, MaskKind::keep},      {1, 2, 1, 2, 1040, 16, 16, NC, MaskKind::additive},
+    // The AVX-512 kernel's blocks: 3 rows (a block of 3), D past a packet (20, 36: masked tails),
+    // Dv past 64 (72, 100: a second, partly masked block of value columns), Nk not a multiple of 4.
+    {1, 3, 1, 1, 701, 20, 72},                          {1, 6, 2, 1, 530, 36, 100},
 };
 INSTANTIATE_TEST_SUITE_P(Decode, Shapes, ::testing::ValuesIn(kDecode),
                          [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });

@@ -45,6 +45,19 @@ struct DecodeTraits {
   static constexpr Index kSplitKeys = 512;
   /// Keys scored at a time: the exp and the max run over one packet of 16 scores per row.
   static constexpr Index kChunk = 16;
+  /// How far ahead K and V rows are requested (prefetcht1). The kernel streams K and V once, so it
+  /// waits on memory unless loads are in flight ahead of it; at (Hkv 8, Nk 4096, D 128, 4 rows) on
+  /// one Zen 4 thread, from DRAM:
+  ///   no prefetch                                                    112-118 ns per key
+  ///   16 keys' rows (256 lines) in one burst per chunk, 64 keys ahead  88-92
+  ///   the same with prefetcht0 or prefetchnta                          121-125
+  ///   the same, every other line (the adjacent-line fetch is no help)  115-117
+  ///   4 keys' rows (64 lines) before each 4-key score block, 64 ahead  70-72
+  ///   the same, 32 or 128 keys ahead                                   71-83
+  /// A burst of 256 prefetches fills the core's miss buffers and stalls everything behind it;
+  /// spread over the chunk's four score blocks they overlap with the products. With K and V in
+  /// cache the kernel takes 32 ns per key, so the rest is memory.
+  static constexpr Index kPrefetchKeys = 64;
 };
 
 template <typename T>
@@ -61,12 +74,12 @@ struct DecodeScratch {
   Acc* q;     // (R, D)   the item's R = Hq/Hkv · Nq query rows, scaled
   Acc* s;     // (R, C)   scores, then probabilities, of one chunk (packet-aligned rows)
   Acc* alpha; // (R)      per-row rescale of the output for the current chunk
-  Acc* krow;  // (D)      one key converted (16-bit T)
+  Acc* kbuf;  // (C, D)   the chunk's keys converted (16-bit T)
   Acc* vbuf;  // (C, Dv)  the chunk's values converted (16-bit T), or finite values (zero_weights.hpp)
 
   static std::size_t bytes(Index R, Index D, Index Dv) {
     return align_up(sizeof(Acc) * static_cast<std::size_t>(R * D)) + align_up(sizeof(Acc) * static_cast<std::size_t>(R * C)) +
-           align_up(sizeof(Acc) * static_cast<std::size_t>(R)) + align_up(sizeof(Acc) * static_cast<std::size_t>(D)) +
+           align_up(sizeof(Acc) * static_cast<std::size_t>(R)) + align_up(sizeof(Acc) * static_cast<std::size_t>(C * D)) +
            align_up(sizeof(Acc) * static_cast<std::size_t>(C * Dv));
   }
   DecodeScratch(void* base, Index R, Index D) {
@@ -79,7 +92,7 @@ struct DecodeScratch {
     q = take(static_cast<std::size_t>(R * D));
     s = take(static_cast<std::size_t>(R * C));
     alpha = take(static_cast<std::size_t>(R));
-    krow = take(static_cast<std::size_t>(D));
+    kbuf = take(static_cast<std::size_t>(C * D));
     vbuf = reinterpret_cast<Acc*>(p);
   }
 };
@@ -166,6 +179,253 @@ EIGEN_ALWAYS_INLINE void decode_pv_rows(Acc* o, Index ldo, const Acc* p, Index l
   }
 }
 
+#if defined(EIGEN_VECTORIZE_AVX512)
+/// The K and V rows of 4 keys to request into L2, a cache line at a time: line(t) requests line t
+/// of each row. The score kernel calls it once per packet of D, so that the requests interleave with
+/// the multiply-adds instead of arriving as a burst (see DecodeTraits::kPrefetchKeys).
+struct DecodePrefetch {
+  const char* k[4];
+  const char* v[4];
+  Index klines, vlines, lines;  // lines = max(klines, vlines)
+  EIGEN_ALWAYS_INLINE void line(Index t) const {
+    if (t < klines) {
+      for (int c = 0; c < 4; ++c) prefetch_l2(k[c] + 64 * t);
+    }
+    if (t < vlines) {
+      for (int c = 0; c < 4; ++c) prefetch_l2(v[c] + 64 * t);
+    }
+  }
+};
+
+/// GCC folds a load used by several FMAs into each of them as a memory operand (one load per use),
+/// and Zen 4 issues one 512-bit load a cycle: the 4x4 blocks below would do 20 loads for 16 FMAs.
+/// An empty asm that claims to modify the loaded packets pins each one in a register.
+EIGEN_ALWAYS_INLINE void keep_in_registers(__m512& a, __m512& b, __m512& c, __m512& d) {
+#if defined(__GNUC__)
+  __asm__("" : "+v"(a), "+v"(b), "+v"(c), "+v"(d));
+#else
+  (void)a, (void)b, (void)c, (void)d;
+#endif
+}
+
+/// s[r][c] = q[r] · k[c] for RB <= 4 rows and 4 keys, with one transpose-and-add tree at the end
+/// instead of one horizontal sum per (row, key).
+///
+/// Why: with D along the lanes, a row-at-a-time dot product loads its key again for every row and
+/// ends in a 4-step horizontal sum per score: 16 loads and about 12 shuffles and adds for 8 FMAs at
+/// D = 128, where Zen 4 issues one 512-bit load a cycle. Blocking 4 rows x 4 keys holds 16
+/// accumulators, loads each key and query packet once per block (8 loads for 16 FMAs), and reduces
+/// the 16 accumulators with 18 shuffles and 15 adds, about 11 instructions per key. With the value
+/// blocks below, the kernel went from 44 to 33 ns per key with K and V in cache (4 rows, D = 128,
+/// one Zen 4 thread), and no longer spends a third of its time on horizontal sums.
+template <int RB>
+EIGEN_ALWAYS_INLINE void decode_scores_4x4(const float* q, Index ldq, const float* const* k, Index D, float* s,
+                                           Index lds, const DecodePrefetch* pf = nullptr) {
+  static_assert(RB >= 1 && RB <= 4, "a score block has 1 to 4 rows");
+  __m512 acc[4][4];
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_ps();
+  Index d = 0;
+  for (; d + 16 <= D; d += 16) {
+    __m512 k0 = _mm512_loadu_ps(k[0] + d), k1 = _mm512_loadu_ps(k[1] + d);
+    __m512 k2 = _mm512_loadu_ps(k[2] + d), k3 = _mm512_loadu_ps(k[3] + d);
+    keep_in_registers(k0, k1, k2, k3);
+    if (pf != nullptr) pf->line(d / 16);
+    for (int r = 0; r < RB; ++r) {
+      const __m512 qr = _mm512_loadu_ps(q + r * ldq + d);
+      acc[r][0] = _mm512_fmadd_ps(qr, k0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(qr, k1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(qr, k2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(qr, k3, acc[r][3]);
+    }
+  }
+  if (d < D) {  // D not a multiple of 16: the missing lanes load as 0
+    const __mmask16 m = static_cast<__mmask16>((1u << (D - d)) - 1u);
+    const __m512 k0 = _mm512_maskz_loadu_ps(m, k[0] + d), k1 = _mm512_maskz_loadu_ps(m, k[1] + d);
+    const __m512 k2 = _mm512_maskz_loadu_ps(m, k[2] + d), k3 = _mm512_maskz_loadu_ps(m, k[3] + d);
+    for (int r = 0; r < RB; ++r) {
+      const __m512 qr = _mm512_maskz_loadu_ps(m, q + r * ldq + d);
+      acc[r][0] = _mm512_fmadd_ps(qr, k0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(qr, k1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(qr, k2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(qr, k3, acc[r][3]);
+    }
+  }
+  if (pf != nullptr) {
+    for (Index t = D / 16; t < pf->lines; ++t) pf->line(t);
+  }
+  // Within each 128-bit lane: u[r] = [Σ acc[r][0], Σ acc[r][1], Σ acc[r][2], Σ acc[r][3]] over the
+  // lane's 4 elements.
+  __m512 u[4];
+  for (int r = 0; r < 4; ++r) {
+    if (r >= RB) {
+      u[r] = _mm512_setzero_ps();
+      continue;
+    }
+    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(acc[r][0], acc[r][1]), _mm512_unpackhi_ps(acc[r][0], acc[r][1]));
+    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(acc[r][2], acc[r][3]), _mm512_unpackhi_ps(acc[r][2], acc[r][3]));
+    u[r] = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // Across the 4 lanes: lane r of z = row r's 4 scores.
+  const __m512 x01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 x23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(3, 1, 3, 1)));
+  _mm_storeu_ps(s, _mm512_castps512_ps128(z));
+  if constexpr (RB > 1) _mm_storeu_ps(s + lds, _mm512_extractf32x4_ps(z, 1));
+  if constexpr (RB > 2) _mm_storeu_ps(s + 2 * lds, _mm512_extractf32x4_ps(z, 2));
+  if constexpr (RB > 3) _mm_storeu_ps(s + 3 * lds, _mm512_extractf32x4_ps(z, 3));
+}
+#endif
+
+#if defined(EIGEN_VECTORIZE_AVX512)
+/// o[r][d0, d0 + 64) = alpha[r] · o[r] + Σ_jj p[r][jj] · v[jj] for RB <= 4 rows: 4·RB accumulators,
+/// each value packet loaded once for all RB rows (16 FMAs for 4 loads and 4 broadcasts where a
+/// row-at-a-time loop needs 8 loads and 4 broadcasts for 8). m[c] masks the columns of packet c
+/// (Dv not a multiple of 64: the missing ones load as 0 and are not stored).
+template <int RB>
+EIGEN_ALWAYS_INLINE void decode_pv_block(float* o, Index ldo, const float* p, Index ldp, const float* alpha,
+                                         const float* v, Index ldv, Index nk, const __mmask16* m) {
+  static_assert(RB >= 1 && RB <= 4, "at most 4 rows x 4 packets of accumulators");
+  __m512 acc[RB][4];
+  for (int r = 0; r < RB; ++r) {
+    const __m512 al = _mm512_set1_ps(alpha[r]);
+    for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_mul_ps(al, _mm512_maskz_loadu_ps(m[c], o + r * ldo + 16 * c));
+  }
+  for (Index jj = 0; jj < nk; ++jj) {
+    const float* vj = v + jj * ldv;
+    __m512 v0 = _mm512_maskz_loadu_ps(m[0], vj), v1 = _mm512_maskz_loadu_ps(m[1], vj + 16);
+    __m512 v2 = _mm512_maskz_loadu_ps(m[2], vj + 32), v3 = _mm512_maskz_loadu_ps(m[3], vj + 48);
+    keep_in_registers(v0, v1, v2, v3);
+    for (int r = 0; r < RB; ++r) {
+      const __m512 pr = _mm512_set1_ps(p[r * ldp + jj]);
+      acc[r][0] = _mm512_fmadd_ps(pr, v0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(pr, v1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(pr, v2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(pr, v3, acc[r][3]);
+    }
+  }
+  for (int r = 0; r < RB; ++r)
+    for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(o + r * ldo + 16 * c, m[c], acc[r][c]);
+}
+
+template <int RB>
+EIGEN_ALWAYS_INLINE void decode_pv_rows_avx512(float* o, Index ldo, const float* p, Index ldp, const float* alpha,
+                                               const float* v, Index ldv, Index nk, Index Dv) {
+  for (Index d = 0; d < Dv; d += 64) {
+    __mmask16 m[4];
+    for (Index c = 0; c < 4; ++c) {
+      const Index n = std::min<Index>(16, std::max<Index>(0, Dv - d - 16 * c));
+      m[c] = static_cast<__mmask16>(n == 16 ? 0xFFFFu : (1u << n) - 1u);
+    }
+    decode_pv_block<RB>(o + d, ldo, p, ldp, alpha, v + d, ldv, nk, m);
+  }
+}
+#endif
+
+/// O = α ∘ O + P V over one chunk for all rows, in blocks of 4 rows.
+template <typename Acc>
+EIGEN_ALWAYS_INLINE void decode_chunk_pv(Acc* o, const Acc* s, const Acc* alpha, const Acc* v, Index ldv, Index nk,
+                                         Index rows, Index Dv) {
+  constexpr Index C = DecodeTraits::kChunk;
+#if defined(EIGEN_VECTORIZE_AVX512)
+  if constexpr (std::is_same_v<Acc, float>) {
+    Index r0 = 0;
+    for (; r0 + 4 <= rows; r0 += 4) decode_pv_rows_avx512<4>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv);
+    switch (rows - r0) {
+      case 3: decode_pv_rows_avx512<3>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
+      case 2: decode_pv_rows_avx512<2>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
+      case 1: decode_pv_rows_avx512<1>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
+      default: break;
+    }
+    return;
+  }
+#endif
+  Index r0 = 0;
+  for (; r0 + 4 <= rows; r0 += 4) decode_pv_rows<4>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv);
+  switch (rows - r0) {
+    case 3: decode_pv_rows<3>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
+    case 2: decode_pv_rows<2>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
+    case 1: decode_pv_rows<1>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
+    default: break;
+  }
+}
+
+/// Requests the K and V rows [j, min(j + n, limit)) of (b, kv head hk) into L2, every cache line.
+template <typename T>
+EIGEN_ALWAYS_INLINE void prefetch_kv_rows(const Problem<T>& pb, Index b, Index hk, Index j, Index n, Index limit) {
+  const Index end = std::min(j + n, limit);
+  const Index kbytes = pb.D * static_cast<Index>(sizeof(T)), vbytes = pb.Dv * static_cast<Index>(sizeof(T));
+  for (; j < end; ++j) {
+    const auto* kr = reinterpret_cast<const char*>(&pb.k(b, hk, j, 0));
+    const auto* vr = reinterpret_cast<const char*>(&pb.v(b, hk, j, 0));
+    for (Index x = 0; x < kbytes; x += 64) prefetch_l2(kr + x);
+    for (Index x = 0; x < vbytes; x += 64) prefetch_l2(vr + x);
+  }
+}
+
+/// Scores of one chunk, s[r][jj] = q[r] · k[j0 + jj] for jj < nk (q already scaled); columns from nk
+/// to the next multiple of 4 hold scores of the chunk's last key, for the caller to overwrite.
+/// It also requests the keys and values DecodeTraits::kPrefetchKeys ahead.
+template <typename T>
+EIGEN_ALWAYS_INLINE void decode_chunk_scores(const Problem<T>& pb, Index b, Index hk, Index j0, Index nk, Index j_end,
+                                             Index rows, DecodeScratch<T>& w) {
+  using Acc = acc_t<T>;
+  constexpr Index C = DecodeTraits::kChunk;
+  const Index D = pb.D;
+#if defined(EIGEN_VECTORIZE_AVX512)
+  if constexpr (std::is_same_v<Acc, float>) {
+    const float* kc;  // (nk, D) the chunk's keys, row stride ldk
+    Index ldk;
+    if constexpr (std::is_same_v<T, float>) {
+      kc = &pb.k(b, hk, j0, 0);
+      ldk = pb.k.stride(2);
+    } else {
+      for (Index jj = 0; jj < nk; ++jj) convert_row(&pb.k(b, hk, j0 + jj, 0), w.kbuf + jj * D, D);
+      kc = w.kbuf;
+      ldk = D;
+    }
+    DecodePrefetch pf;
+    pf.klines = (D * static_cast<Index>(sizeof(T)) + 63) / 64;
+    pf.vlines = (pb.Dv * static_cast<Index>(sizeof(T)) + 63) / 64;
+    pf.lines = std::max(pf.klines, pf.vlines);
+    for (Index jj = 0; jj < nk; jj += 4) {
+      // The keys kPrefetchKeys ahead, clamped to the last key (re-requesting a line is harmless).
+      for (Index c = 0; c < 4; ++c) {
+        const Index j = std::min(j0 + jj + c + DecodeTraits::kPrefetchKeys, pb.Nk - 1);
+        pf.k[c] = reinterpret_cast<const char*>(&pb.k(b, hk, j, 0));
+        pf.v[c] = reinterpret_cast<const char*>(&pb.v(b, hk, j, 0));
+      }
+      const float* kp[4];
+      for (Index c = 0; c < 4; ++c) kp[c] = kc + std::min(jj + c, nk - 1) * ldk;
+      const DecodePrefetch* first = &pf;  // the first row block requests them
+      Index r = 0;
+      for (; r + 4 <= rows; r += 4, first = nullptr)
+        decode_scores_4x4<4>(w.q + r * D, D, kp, D, w.s + r * C + jj, C, first);
+      switch (rows - r) {
+        case 3: decode_scores_4x4<3>(w.q + r * D, D, kp, D, w.s + r * C + jj, C, first); break;
+        case 2: decode_scores_4x4<2>(w.q + r * D, D, kp, D, w.s + r * C + jj, C, first); break;
+        case 1: decode_scores_4x4<1>(w.q + r * D, D, kp, D, w.s + r * C + jj, C, first); break;
+        default: break;
+      }
+    }
+    return;
+  }
+#endif
+  prefetch_kv_rows(pb, b, hk, j0 + DecodeTraits::kPrefetchKeys, C, j_end);
+  for (Index jj = 0; jj < nk; ++jj) {
+    const T* kj = &pb.k(b, hk, j0 + jj, 0);
+    const Acc* k = reinterpret_cast<const Acc*>(kj);
+    if constexpr (!std::is_same_v<T, Acc>) {
+      convert_row(kj, w.kbuf, D);
+      k = w.kbuf;
+    }
+    for (Index r = 0; r < rows; ++r) w.s[r * C + jj] = dot_row(w.q + r * D, k, D);
+  }
+}
+
 /// One (b, kv head, key split): partial softmax statistics and outputs for its rows.
 /// `careful` is the re-run of an item whose partial output came out with a NaN (zero_weights.hpp):
 /// zero weights then skip their values.
@@ -196,34 +456,8 @@ void decode_item(const Problem<T>& pb, Index b, Index hk, Index j_begin, Index j
 
   for (Index j0 = j_begin; j0 < j_end; j0 += C) {
     const Index nk = std::min(C, j_end - j0);
-    // The kernel streams K and V once, so it waits on memory unless loads are in flight ahead of
-    // it: request the chunk four ahead (4 x 16 keys, 64 KiB of K and V at D = 128 float) into L2.
-    // Profiles showed over half the time stalled on the first touch of K and V rows without this;
-    // into L1 (prefetcht0) two chunks ahead, the fill buffers stall the prefetches themselves. At
-    // (Hkv 8, Nk 4096, D 128) on one Zen 4 thread: 135 ns a key with no prefetch or with t0 at 2
-    // chunks, 104-116 ns with t1 at 4, 119-122 ns with t1 at 8 (in cache the kernel takes 45 ns).
-    constexpr Index kAhead = 4;
-    const Index jp = j0 + kAhead * C;
-    if (jp < j_end) {
-      const Index np = std::min(C, j_end - jp);
-      constexpr Index kLine = 64 / static_cast<Index>(sizeof(T));
-      for (Index jj = 0; jj < np; ++jj) {
-        const auto* kr = reinterpret_cast<const char*>(&pb.k(b, hk, jp + jj, 0));
-        const auto* vr = reinterpret_cast<const char*>(&pb.v(b, hk, jp + jj, 0));
-        for (Index d = 0; d < D; d += kLine) prefetch_l2(kr + d * static_cast<Index>(sizeof(T)));
-        for (Index d = 0; d < Dv; d += kLine) prefetch_l2(vr + d * static_cast<Index>(sizeof(T)));
-      }
-    }
     // Scores of the chunk, each key read once for all rows.
-    for (Index jj = 0; jj < nk; ++jj) {
-      const T* kj = &pb.k(b, hk, j0 + jj, 0);
-      const Acc* k = reinterpret_cast<const Acc*>(kj);
-      if constexpr (!std::is_same_v<T, Acc>) {
-        convert_row(kj, w.krow, D);
-        k = w.krow;
-      }
-      for (Index r = 0; r < rows; ++r) w.s[r * C + jj] = dot_row(w.q + r * D, k, D);
-    }
+    decode_chunk_scores(pb, b, hk, j0, nk, j_end, rows, w);
     // Mask, online softmax and dropout per row, over the chunk's 16 scores as whole packets.
     const bool masked = pb.has_mask() || pb.causal != Causal::none;
     for (Index r = 0; r < rows; ++r) {
@@ -284,14 +518,7 @@ void decode_item(const Problem<T>& pb, Index b, Index hk, Index j_begin, Index j
       }
       v = w.vbuf;
     }
-    Index r0 = 0;
-    for (; r0 + 4 <= rows; r0 += 4) decode_pv_rows<4>(o + r0 * Dv, Dv, w.s + r0 * C, C, w.alpha + r0, v, ldv, nk, Dv);
-    switch (rows - r0) {
-      case 3: decode_pv_rows<3>(o + r0 * Dv, Dv, w.s + r0 * C, C, w.alpha + r0, v, ldv, nk, Dv); break;
-      case 2: decode_pv_rows<2>(o + r0 * Dv, Dv, w.s + r0 * C, C, w.alpha + r0, v, ldv, nk, Dv); break;
-      case 1: decode_pv_rows<1>(o + r0 * Dv, Dv, w.s + r0 * C, C, w.alpha + r0, v, ldv, nk, Dv); break;
-      default: break;
-    }
+    decode_chunk_pv(o, w.s, w.alpha, v, ldv, nk, rows, Dv);
     if (dirty) {  // the non-finite values' own terms, where the weight is not 0
       for (Index jj = 0; jj < nk; ++jj) {
         for (Index d = 0; d < Dv; ++d) {

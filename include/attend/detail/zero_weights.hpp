@@ -49,8 +49,20 @@ bool any_nan_packets(const Acc* x, Index n) {
 /// Whether any of x[0, n) is NaN (any pointer, any n).
 template <typename Acc>
 bool any_nan(const Acc* x, Index n) {
-  bool nan = false;
-  for (Index i = 0; i < n; ++i) nan |= x[i] != x[i];
+  using Packet = typename KernelTraits<Acc>::Packet;
+  constexpr Index L = KernelTraits<Acc>::kLanes;
+  using namespace Eigen::internal;
+  // A packet at a time, as any_nan_packets: the decode kernel scans 4 x 128 outputs per 512 keys, and
+  // a scalar scan of them was 4% of its time with K and V in cache.
+  const Packet one = pset1<Packet>(Acc(1));
+  Packet nan_lanes = pset1<Packet>(Acc(0));
+  Index i = 0;
+  for (; i + L <= n; i += L) {
+    const Packet p = ploadu<Packet>(x + i);
+    nan_lanes = padd(nan_lanes, pandnot(one, pcmp_eq(p, p)));
+  }
+  bool nan = predux(nan_lanes) != Acc(0);
+  for (; i < n; ++i) nan |= x[i] != x[i];
   return nan;
 }
 

@@ -56,6 +56,7 @@ if(ATTEND_TEST_HAVE_RANDOM123)
   target_compile_definitions(attend_philox_test PRIVATE ATTEND_TEST_HAVE_RANDOM123=1)
 endif()
 attend_unit_test(online_softmax online_softmax_test.cpp)
+attend_unit_test(prefetch prefetch_test.cpp)
 
 # The API's contract: errors leave the output untouched, dispatch picks and explains the path.
 attend_unit_test(errors errors_test.cpp)

@@ -20,6 +20,7 @@
 #include "attend/detail/microkernel.hpp"
 #include "attend/detail/online_softmax.hpp"
 #include "attend/detail/parallel.hpp"
+#include "attend/detail/prefetch.hpp"
 #include "attend/detail/problem.hpp"
 #include "attend/detail/tiles.hpp"
 #include "attend/detail/zero_weights.hpp"
@@ -84,10 +85,13 @@ struct FlashScratch {
   }
 };
 
-/// One query tile of one (b, h): the whole FlashAttention-2 loop. `careful` is the re-run of a tile
-/// whose accumulator came out with a NaN (zero_weights.hpp): zero weights then skip their values.
+/// One query tile of one (b, h): the whole FlashAttention-2 loop. `next` (optional) holds the lines
+/// the worker's next tile starts with; they are requested a few at a time between the register
+/// blocks of the first key tile's two products. `careful` is the re-run of a tile whose accumulator
+/// came out with a NaN (zero_weights.hpp): zero weights then skip their values.
 template <typename T>
-void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScratch<T>& w, bool careful = false) {
+void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScratch<T>& w,
+                      LinePrefetcher* next = nullptr, bool careful = false) {
   using Acc = acc_t<T>;
   constexpr Index Br = FlashScratch<T>::Br;
   constexpr Index Bc = FlashScratch<T>::Bc;
@@ -109,8 +113,20 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
     Index ks = 0, vs = 0;
     const Acc* kt = kv_rows(pb.k, b, hk, j0, nk, w.kbuf, ks);  // (nk, D), row stride ks
 
+    // The next tile's lines, spread over this key tile's full register blocks (a 62 x 62 tile at
+    // D = 64: 20 blocks for 744 lines of q, k and v).
+    Index per_block = 0;
+    if (next != nullptr && next->remaining() > 0) {
+      constexpr Index MR = KernelTraits<Acc>::kRegM;
+      const Index blocks = std::max<Index>(1, nk / MR + pb.Dv / MR);
+      per_block = (next->remaining() + blocks - 1) / blocks;
+    }
+    const auto hand_out = [next, per_block] {
+      if (per_block > 0) next->issue(per_block);
+    };
+
     // S^T = K_j · Q^T: A(r = key, c = d) = kt[r * ks + c]
-    gemm_panel<Acc>(nk, pb.D, kt, ks, 1, w.qt, w.st, nullptr, false);
+    gemm_panel<Acc>(nk, pb.D, kt, ks, 1, w.qt, w.st, nullptr, false, hand_out);
     if (needs_mask || pb.causal != Causal::none) mask_score_tile(pb, b, h, i0, nq, j0, nk, w.st);
     w.softmax->update(w.st, nk);
     if (pb.dropout.active) dropout_tile(pb, b, h, i0, nq, j0, nk, w.st);
@@ -121,11 +137,13 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
       continue;
     }
     const Acc* vt = kv_rows(pb.v, b, hk, j0, nk, w.vbuf, vs);  // (nk, Dv), row stride vs
-    gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st, w.ot, w.softmax->rescale, j0 > 0);
+    gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st, w.ot, w.softmax->rescale, j0 > 0, hand_out);
+    if (next != nullptr) next->drain();
   }
+  if (next != nullptr) next->drain();  // no visible key
   // A NaN here is either a NaN input reaching its rows, or 0 · Inf from a value this tile's weights
   // hide: only the careful re-run tells them apart (a Dv x 64 scan, once per tile).
-  if (!careful && any_nan_packets(w.ot, pb.Dv * Br)) return flash_query_tile(pb, b, h, i0, w, true);
+  if (!careful && any_nan_packets(w.ot, pb.Dv * Br)) return flash_query_tile(pb, b, h, i0, w, nullptr, true);
 
   // Epilogue: normalise once, write out and lse.
   write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
@@ -192,9 +210,26 @@ std::size_t flash_workspace_bytes(Index D, Index Dv, int workers) {
   return FlashScratch<T>::bytes(D, Dv) * static_cast<std::size_t>(workers);
 }
 
-/// Requests the first rows a query tile will read (its queries and first key/value tile), so that
-/// they stream in while the tile before it computes. At N = 62 a whole (b, h) is one tile whose
-/// 48 KiB of q, k and v take about as long to arrive from DRAM as its products take to compute.
+/// The first rows a query tile will read (its queries and first key/value tile), to stream in while
+/// the tile before it computes. At N = 62 a whole (b, h) is one tile whose 48 KiB of q, k and v take
+/// about as long to arrive from DRAM as its products take to compute.
+template <typename T>
+LinePrefetcher query_tile_lines(const Problem<T>& pb, Index b, Index h, Index i0) {
+  constexpr Index Br = FlashScratch<T>::Br;
+  constexpr Index Bc = FlashScratch<T>::Bc;
+  constexpr auto size = static_cast<Index>(sizeof(T));
+  const Index nq = std::min(Br, pb.Nq - i0), nk = std::min(Bc, visible_key_end(pb, i0, nq));
+  const Index hk = pb.kv_head(h);
+  LinePrefetcher lines;
+  lines.add(&pb.q(b, h, i0, 0), nq, pb.q.stride(2) * size, pb.D * size);
+  if (nk > 0) {
+    lines.add(&pb.k(b, hk, 0, 0), nk, pb.k.stride(2) * size, pb.D * size);
+    lines.add(&pb.v(b, hk, 0, 0), nk, pb.v.stride(2) * size, pb.Dv * size);
+  }
+  return lines;
+}
+
+/// The same lines requested at once (the bf16 kernel's products have no hook between blocks).
 template <typename T>
 void prefetch_query_tile(const Problem<T>& pb, Index b, Index h, Index i0) {
   constexpr Index Br = FlashScratch<T>::Br;
@@ -220,20 +255,19 @@ void run_flash(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void
     FlashScratch<T> w(static_cast<unsigned char*>(workspace) + per_worker * static_cast<std::size_t>(worker), pb.D,
                       pb.Dv);
     for (Index item = begin; item < end; ++item) {
-      if (item + 1 < end) {
-        const Index nb = (item + 1) / tiles;
-        prefetch_query_tile(pb, nb / pb.Hq, nb % pb.Hq, ((item + 1) % tiles) * Br);
-      }
-      const Index bh = item / tiles;
+      const Index bh = item / tiles, nb = (item + 1) / tiles;
 #if ATTEND_HAVE_BF16_DOT
       if constexpr (kBf16Dot<T>) {
         if (pb.D % 2 == 0) {
+          if (item + 1 < end) prefetch_query_tile(pb, nb / pb.Hq, nb % pb.Hq, ((item + 1) % tiles) * Br);
           flash_query_tile_bf16(pb, bh / pb.Hq, bh % pb.Hq, (item % tiles) * Br, w);
           continue;
         }
       }
 #endif
-      flash_query_tile(pb, bh / pb.Hq, bh % pb.Hq, (item % tiles) * Br, w);
+      LinePrefetcher next;
+      if (item + 1 < end) next = query_tile_lines(pb, nb / pb.Hq, nb % pb.Hq, ((item + 1) % tiles) * Br);
+      flash_query_tile(pb, bh / pb.Hq, bh % pb.Hq, (item % tiles) * Br, w, &next);
     }
     stream_fence();  // the output's non-temporal stores, before the pool hears this worker is done
   });

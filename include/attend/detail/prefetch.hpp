@@ -1,0 +1,94 @@
+#ifndef ATTEND_DETAIL_PREFETCH_HPP
+#define ATTEND_DETAIL_PREFETCH_HPP
+
+// Software prefetch spread over the work instead of issued in one burst.
+//
+// A kernel that streams its inputs from DRAM waits on memory unless requests are in flight ahead of
+// it. Requesting a whole next work item at once does not achieve that: on Zen 4 a burst of a few
+// hundred prefetches fills the core's miss buffers, and every load behind the burst waits for them.
+// The same requests handed out a few at a time between register blocks overlap with the arithmetic.
+// Measured on one Zen 4 thread: the decode kernel (DecodeTraits::kPrefetchKeys) went from 88-92 to
+// 66-72 ns per key, and a BS-RoFormer frequency-axis tile (62 x 62, D = 64, B = 801, H = 8: 101 MB
+// of q, k and v per call) from 17.0 to 13.7 us, where the same tile takes 12.6 us with its data in
+// cache. (The old burst was one prefetcht0 per line of the next tile, issued before the tile.)
+
+#include <algorithm>  // std::min
+
+#include "attend/detail/kernel_traits.hpp"
+#include "attend/detail/tiles.hpp"
+
+namespace attend {
+namespace detail {
+
+/// The cache lines of up to kMaxRanges row ranges, requested into L2 a few at a time by issue().
+/// A row is ceil(bytes / 64) lines from its first byte: a row that does not start on a line boundary
+/// may leave its last partial line unrequested (a prefetch is only a hint).
+class LinePrefetcher {
+ public:
+  static constexpr int kMaxRanges = 4;
+
+  /// Appends `rows` rows of `row_bytes` bytes, `stride_bytes` apart, starting at `first`. Rows that
+  /// follow each other in memory count as one long row.
+  void add(const void* first, Index rows, Index stride_bytes, Index row_bytes) {
+    if (rows <= 0 || row_bytes <= 0 || count_ == kMaxRanges) return;
+    Range& r = ranges_[count_++];
+    const bool dense = stride_bytes == row_bytes;
+    r.base = static_cast<const char*>(first);
+    r.rows = dense ? 1 : rows;
+    r.stride = stride_bytes;
+    r.bytes = dense ? rows * row_bytes : row_bytes;
+    lines_ += r.rows * ((r.bytes + kLine - 1) / kLine);
+    if (count_ == 1) start_row();
+  }
+
+  /// Lines not yet requested.
+  Index remaining() const { return lines_; }
+
+  /// The next line's address, and moves past it; only while remaining() > 0.
+  EIGEN_ALWAYS_INLINE const char* take() {
+    const char* line = cur_;
+    --lines_;
+    cur_ += kLine;
+    if (cur_ >= row_end_ && lines_ > 0) next_row();
+    return line;
+  }
+
+  /// Requests the next n lines (fewer if fewer remain): a prefetch, an add and a compare per line.
+  EIGEN_ALWAYS_INLINE void issue(Index n) {
+    for (n = std::min(n, lines_); n > 0; --n) prefetch_l2(take());
+  }
+
+  /// Requests every line left.
+  void drain() { issue(lines_); }
+
+ private:
+  static constexpr Index kLine = 64;
+  struct Range {
+    const char* base;
+    Index rows, stride, bytes;
+  };
+
+  void start_row() {
+    const Range& r = ranges_[range_];
+    cur_ = r.base + row_ * r.stride;
+    row_end_ = cur_ + r.bytes;
+  }
+  void next_row() {
+    if (++row_ == ranges_[range_].rows) {
+      row_ = 0;
+      ++range_;
+    }
+    start_row();
+  }
+
+  Range ranges_[kMaxRanges] = {};
+  int count_ = 0, range_ = 0;
+  Index row_ = 0, lines_ = 0;
+  const char* cur_ = nullptr;
+  const char* row_end_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace attend
+
+#endif  // ATTEND_DETAIL_PREFETCH_HPP

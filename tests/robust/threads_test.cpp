@@ -2,6 +2,7 @@
 // and one const Attend object serves many calling threads at once. Built and run under
 // ThreadSanitizer by .ci/sanitize.sh (ctest label "threads").
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -162,3 +163,36 @@ TEST(ThreadsApi, ReturningCallAndDispatchFromManyThreads) {
 }
 
 }  // namespace
+
+// The scheduler under every path (detail/parallel.hpp): guided runs cover each item exactly once,
+// in runs of consecutive items no longer than the grain, on worker slots below the worker count,
+// and shrink toward the end (the last runs are single items when there are enough of them).
+TEST(ThreadsScheduler, GuidedRunsCoverEveryItemOnce) {
+  Eigen::ThreadPool pool(3);
+  const Eigen::ThreadPoolDevice device(&pool, 3);
+  for (const Index n : {Index{1}, Index{2}, Index{7}, Index{64}, Index{1000}}) {
+    for (const Index grain : {Index{1}, Index{8}, Index{64}, n}) {
+      SCOPED_TRACE("n " + std::to_string(n) + ", grain " + std::to_string(grain));
+      std::vector<std::atomic<int>> seen(static_cast<std::size_t>(n));
+      std::vector<std::atomic<int>> busy(4);
+      std::atomic<Index> longest{0}, bad{0}, last_size{0};
+      attend::detail::parallel_for_runs(&device, 3, n, grain, [&](int worker, Index begin, Index end) {
+        if (worker < 0 || worker >= 3 || begin >= end || busy[static_cast<std::size_t>(worker)]++ != 0) ++bad;
+        for (Index i = begin; i < end; ++i) ++seen[static_cast<std::size_t>(i)];
+        Index l = longest.load();
+        while (end - begin > l && !longest.compare_exchange_weak(l, end - begin)) {
+        }
+        if (end == n) last_size = end - begin;
+        --busy[static_cast<std::size_t>(worker)];
+      });
+      EXPECT_EQ(bad.load(), 0) << "a run was empty, or two runs shared a worker slot at once";
+      for (Index i = 0; i < n; ++i) {
+        ASSERT_EQ(seen[static_cast<std::size_t>(i)].load(), 1) << "item " << i;
+      }
+      EXPECT_LE(longest.load(), grain);
+      if (n >= 64) {
+        EXPECT_EQ(last_size.load(), 1) << "the last run should be a single item";
+      }
+    }
+  }
+}

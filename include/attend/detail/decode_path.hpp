@@ -560,13 +560,18 @@ void run_decode(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, voi
   auto* scratch = static_cast<unsigned char*>(workspace) + partial_bytes;
   const std::size_t per_worker = DecodeScratch<T>::bytes(rows, pb.D, pb.Dv);
 
-  // Phase 1: every (b, kv head, split), in any order on any thread.
-  parallel_for(device, worker_count(device), pb.B * pb.Hkv * splits, [&](int worker, Index item) {
+  // Phase 1: every (b, kv head, split), in any order on any thread, in guided runs of consecutive
+  // splits (parallel_for_runs): a worker then streams one stretch of K and V, and its prefetches
+  // past the end of a split serve its own next item.
+  const Index items = pb.B * pb.Hkv * splits;
+  parallel_for_runs(device, worker_count(device), items, items, [&](int worker, Index begin, Index end) {
     DecodeScratch<T> w(scratch + per_worker * static_cast<std::size_t>(worker), rows, pb.D);
-    const Index bk = item / splits, split = item % splits;
-    const Index j_begin = split * DecodeTraits::kSplitKeys;
-    const Index j_end = std::min(pb.Nk, j_begin + DecodeTraits::kSplitKeys);
-    decode_item(pb, bk / pb.Hkv, bk % pb.Hkv, j_begin, j_end, w, parts.item(bk, split));
+    for (Index item = begin; item < end; ++item) {
+      const Index bk = item / splits, split = item % splits;
+      const Index j_begin = split * DecodeTraits::kSplitKeys;
+      const Index j_end = std::min(pb.Nk, j_begin + DecodeTraits::kSplitKeys);
+      decode_item(pb, bk / pb.Hkv, bk % pb.Hkv, j_begin, j_end, w, parts.item(bk, split));
+    }
   });
 
   // Phase 2: merge the splits of each row in split order (deterministic), normalise, write.

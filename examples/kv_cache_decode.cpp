@@ -66,9 +66,9 @@ int main(int argc, char** argv) {
     }
   }
   // New tokens per call: the prompt, single tokens, and short chunks. Hq/Hkv · Nq query rows share
-  // each key/value head (4 for one token, 20 for 5). The flash path serves up to (D + Dv) / 8 = 16
-  // new tokens per head with its split-KV decode kernel, and more (the prompt, the 20-token chunk)
-  // with 64-query tiles.
+  // each key/value head (4 for one token, 20 for 5). The flash path serves up to 8 + (D + Dv) / 8 =
+  // 24 new tokens per head with its split-KV decode kernel on AVX-512 ((D + Dv) / 8 = 16 elsewhere),
+  // and more (the prompt) with 64-query tiles.
   const std::vector<Index> schedule = {prompt, 1, 1, 1, 1, 3, 1, 1, 5, 1, 1, 20, 1};
   Index total = 0;
   for (Index m : schedule) total += m;
@@ -108,13 +108,13 @@ int main(int argc, char** argv) {
   // Scratch memory, sized once for the largest calls, so that no step allocates: the query tiles'
   // scratch depends only on D and the threads (the prefill stands for every tiled call), the decode
   // kernel's grows with its rows (Hq/Hkv · Nq) and key splits, so ask for every chunk size it may
-  // serve over a full cache (it takes at most 24 new tokens). A call that finds the workspace too
+  // serve over a full cache (it takes at most 32 new tokens, whatever D). A call that finds the workspace too
   // small would grow it, once.
   attend::Workspace workspace;
   options.workspace = &workspace;
   std::size_t largest = attn.workspace_bytes(positions(q_all, 0, prompt), positions(k_all, 0, prompt),
                                              positions(v_all, 0, prompt), options);
-  for (Index tokens = 1; tokens <= 24; ++tokens) {
+  for (Index tokens = 1; tokens <= 32; ++tokens) {
     largest = std::max(largest, attn.workspace_bytes(positions(q_all, capacity - tokens, tokens),
                                                      positions(k_all, 0, capacity), positions(v_all, 0, capacity),
                                                      options));
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
     }
 
     // Dispatch names the path and the kernel inside it: split_kv_decode for a few new tokens
-    // (Nq <= (D + Dv) / 8, at most 24), query_tiles for the prefill.
+    // (Nq <= 8 + (D + Dv) / 8 on AVX-512, (D + Dv) / 8 elsewhere), query_tiles for the prefill.
     const char* kernel = dispatch.kernel;
     const Index rows = (Hq / Hkv) * m;
 

@@ -154,8 +154,9 @@ TEST(Dispatch, CallReportsThePathItTook) {
   }
 }
 
-// Dispatch::kernel names the kernel inside the path: split-KV decode for Nq <= (D + Dv) / 8 (at most
-// 24) queries per head, query tiles above; bf16 products only for bf16 with an even D on AVX512_BF16.
+// Dispatch::kernel names the kernel inside the path: split-KV decode for few queries per head (Nq <=
+// 8 + (D + Dv) / 8, at most 32, where the kernel has its AVX-512 form for float; (D + Dv) / 8, at
+// most 24, otherwise), query tiles above; bf16 products only for bf16 with an even D on AVX512_BF16.
 TEST(Dispatch, KernelNamesTheKernelInsideThePath) {
   auto kernel = [](bool flash, FlashAttentionConfig config, Index Hq, Index Hkv, Index Nq) {
     const Args a(16, 16, Nq, 70);
@@ -164,8 +165,13 @@ TEST(Dispatch, KernelNamesTheKernelInsideThePath) {
     const attend::ConstView<T, 4> qv(q.data(), {1, Hq, Nq, 16}), kv(k.data(), {1, Hkv, 70, 16});
     return std::string(attend::Attend<T>(0.0, flash, std::nullopt, config).dispatch(qv, kv, kv).kernel);
   };
+#if defined(EIGEN_VECTORIZE_AVX512)
+  EXPECT_EQ(kernel(true, {}, 4, 1, 12), "split_kv_decode");  // D = Dv = 16: up to 8 + 4 queries
+  EXPECT_EQ(kernel(true, {}, 4, 1, 13), "query_tiles");
+#else
   EXPECT_EQ(kernel(true, {}, 4, 1, 4), "split_kv_decode");  // D = Dv = 16: up to 4 queries
   EXPECT_EQ(kernel(true, {}, 4, 1, 5), "query_tiles");
+#endif
   EXPECT_EQ(kernel(true, {}, 1, 1, 17), "query_tiles");
   EXPECT_EQ(kernel(true, attend_test::only(Path::mem_efficient), 1, 1, 3), "query_chunks");
   EXPECT_EQ(kernel(false, {}, 1, 1, 3), "contraction");

@@ -116,9 +116,9 @@ const Shape kMasked[] = {
 INSTANTIATE_TEST_SUITE_P(Masked, Shapes, ::testing::ValuesIn(kMasked),
                          [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
 
-// Few queries per head (Nq <= (D + Dv) / 8), which the flash path serves with a split-KV decode
-// kernel: several 512-key splits merged by log-sum-exp, ragged last split, causal rows whose later
-// splits see no key, masks that empty a whole split.
+// Few queries per head (Nq <= (D + Dv) / 8, or 8 more with AVX-512), which the flash path serves
+// with a split-KV decode kernel: several 512-key splits merged by log-sum-exp, ragged last split,
+// causal rows whose later splits see no key, masks that empty a whole split.
 const Shape kDecode[] = {
     {1, 4, 1, 1, 1100, 64, 64},                         {2, 8, 2, 2, 1030, 128, 64},
     {1, 16, 1, 1, 1500, 8, 8},                          {1, 2, 2, 1, 513, 80, 24},

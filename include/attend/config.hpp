@@ -85,8 +85,9 @@ struct Dispatch {
   std::string mem_efficient_reason;  ///< why mem_efficient did not run
   /// @brief The kernel inside the path, a string literal (never allocated): for flash
   /// `"query_tiles"` (64-query tiles, fp32 products), `"query_tiles_bf16_dot"` (the same with bf16
-  /// products, for bf16 on CPUs with AVX512_BF16 and an even D) or `"split_kv_decode"` (Nq
-  /// <= (D + Dv) / 8 and at most 24 queries per head); for mem_efficient `"query_chunks"`; for math
+  /// products, for bf16 on CPUs with AVX512_BF16 and an even D) or `"split_kv_decode"` (few queries
+  /// per head: Nq <= 8 + (D + Dv) / 8 and at most 32 where the kernel has its AVX-512 form, float,
+  /// bf16 and f16; Nq <= (D + Dv) / 8 and at most 24 otherwise); for mem_efficient `"query_chunks"`; for math
   /// `"contraction"`. Empty until a call fills it in.
   const char* kernel = "";
 };

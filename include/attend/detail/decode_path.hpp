@@ -17,6 +17,7 @@
 #include <cmath>      // std::exp, std::log, std::isfinite
 #include <cstddef>    // std::size_t
 #include <limits>     // std::numeric_limits
+#include <type_traits>  // std::is_same_v
 
 #include "attend/detail/kernel_traits.hpp"
 #include "attend/detail/online_softmax.hpp"
@@ -28,17 +29,37 @@
 namespace attend {
 namespace detail {
 
+/// Whether the decode kernel has its AVX-512 blocks (decode_scores_4x4, decode_pv_block) for T:
+/// float accumulation on AVX-512. Elsewhere it is the row-at-a-time form.
+template <typename T>
+constexpr bool kBlockedDecode =
+#if defined(EIGEN_VECTORIZE_AVX512)
+    std::is_same_v<acc_t<T>, float>;
+#else
+    false;
+#endif
+
 struct DecodeTraits {
   /// Queries per head (Nq) up to which a call takes this kernel, whatever Hq/Hkv: both kernels'
   /// costs grow with the number of query heads, so the choice depends on Nq and the head sizes only.
-  /// This kernel costs about 9-11 ns per (query row, key) on one Zen 4 thread, almost whatever D,
-  /// where a 64-query tile costs the same for 1 query as for 64: 60 ns per key at D = Dv = 16,
-  /// 170 at 64, 363 at 128. Measured crossovers (Nk 1200, bottom_right): Nq 4-8 at D = Dv = 16,
-  /// 24-28 at 64, 28-32 at 128 (Hq 8 or 32, Hkv 2 or 8 alike); so Nq <= (D + Dv) / 8, at most 24.
-  /// Before, the limit was Hq/Hkv · Nq <= 16 rows: a chunk of 5 new tokens with 4 query heads per
-  /// kv head ran on tiles, 6x slower (3.2 ms against 0.54 ms, Hq 8, Hkv 2, D 128).
-  static constexpr Index kMaxQueries = 24;
+  /// A 64-query tile costs the same for 1 query as for 64; this kernel's cost grows with Nq.
+  ///
+  /// Blocked (kBlockedDecode): Nq <= 8 + (D + Dv) / 8, at most 32. It costs 4.5 ns per (query row,
+  /// key) at D = Dv = 16 and 8.4 at 128, one Zen 4 thread. Measured crossovers against the tiles
+  /// (Hq 8, Hkv 2, Nk 1200, bottom_right): Nq 12-16 at D = Dv = 16, 16-24 at 32, 24-32 at 64, 32-40
+  /// at 128, 40-48 at 256. At the limit the kernel is 11-20% faster than the tiles (D = 16: 506
+  /// against 569 us; 64: 1249 against 1669; 128: 2544 against 3147).
+  ///
+  /// Row at a time: Nq <= (D + Dv) / 8, at most 24. It costs 9-11 ns per (query row, key), almost
+  /// whatever D; crossovers Nq 4-8 at D = Dv = 16, 24-28 at 64, 28-32 at 128 (Hq 8 or 32, Hkv 2 or 8
+  /// alike).
+  ///
+  /// Before either, the limit was Hq/Hkv · Nq <= 16 rows: a chunk of 5 new tokens with 4 query heads
+  /// per kv head ran on tiles, 6x slower (3.2 ms against 0.54 ms, Hq 8, Hkv 2, D 128).
   static constexpr Index kHeadDimsPerQuery = 8;
+  static constexpr Index kBlockedBaseQueries = 8;
+  static constexpr Index kBlockedMaxQueries = 32;
+  static constexpr Index kMaxQueries = 24;
   /// Keys per split: 512 keys of D = 128 floats are 256 KiB of K and V, a few microseconds of
   /// streaming, so a 4096-key cache gives 8 items per kv head to spread over threads, and the merge
   /// (a few multiply-adds per row and split) stays negligible.
@@ -60,11 +81,20 @@ struct DecodeTraits {
   static constexpr Index kPrefetchKeys = 64;
 };
 
+/// The most queries per head a call may have to take the decode kernel (DecodeTraits).
+template <typename T>
+Index decode_max_queries(Index D, Index Dv) {
+  const Index per_dims = (D + Dv) / DecodeTraits::kHeadDimsPerQuery;
+  if constexpr (kBlockedDecode<T>) {
+    return std::min(DecodeTraits::kBlockedMaxQueries, DecodeTraits::kBlockedBaseQueries + per_dims);
+  } else {
+    return std::min(DecodeTraits::kMaxQueries, std::max<Index>(1, per_dims));
+  }
+}
+
 template <typename T>
 bool use_decode_kernel(const Problem<T>& pb) {
-  const Index max_queries =
-      std::min(DecodeTraits::kMaxQueries, std::max<Index>(1, (pb.D + pb.Dv) / DecodeTraits::kHeadDimsPerQuery));
-  return pb.Nq <= max_queries && pb.Nk > 0;
+  return pb.Nq <= decode_max_queries<T>(pb.D, pb.Dv) && pb.Nk > 0;
 }
 
 template <typename T>

@@ -25,6 +25,7 @@
 #include <Eigen/Core>
 
 #include "attend/detail/kernel_traits.hpp"
+#include "attend/detail/microkernel.hpp"
 #include "attend/detail/problem.hpp"
 
 #if defined(EIGEN_VECTORIZE_AVX512) && defined(__AVX512BF16__) && defined(__AVX512BW__)
@@ -111,13 +112,17 @@ EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Ind
 
 /// C (m x Br) = scale · A · B (scaled), A · B (overwrite) or col_scale ∘ C + A · B (rescale_add), A (m x kc2 pairs)
 /// through byte strides, B (kc2 x Br pairs). Rows past a multiple of 6 take a narrower block.
-template <Bf16Store kStore>
+/// `between()` runs after each full register block, as in gemm_panel.
+template <Bf16Store kStore, typename Hook = NoHook>
 void bf16_gemm_panel(Index m, Index kc2, const unsigned char* a, Index a_rs, Index a_cs, const std::uint32_t* b,
-                     float* c, const float* col_scale, float scale) {
+                     float* c, const float* col_scale, float scale, Hook between = {}) {
   constexpr int MR = Bf16DotTraits::kRegM;
   constexpr Index ld = Bf16DotTraits::kBlockQ;
   Index r0 = 0;
-  for (; r0 + MR <= m; r0 += MR) bf16_micro_block<MR, kStore>(kc2, a + r0 * a_rs, a_rs, a_cs, b, c + r0 * ld, col_scale, scale);
+  for (; r0 + MR <= m; r0 += MR) {
+    bf16_micro_block<MR, kStore>(kc2, a + r0 * a_rs, a_rs, a_cs, b, c + r0 * ld, col_scale, scale);
+    between();
+  }
   const unsigned char* ar = a + r0 * a_rs;
   float* cr = c + r0 * ld;
   switch (m - r0) {

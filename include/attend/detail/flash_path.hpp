@@ -153,7 +153,8 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
 /// flash_query_tile for bf16 with bf16 products (bf16_dot.hpp): K read in place by pairs of d, Q^T
 /// packed by pairs, and P^T and the V tile packed by pairs of keys for P·V. D is even.
 inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, Index h, Index i0,
-                                  FlashScratch<Eigen::bfloat16>& w, bool careful = false) {
+                                  FlashScratch<Eigen::bfloat16>& w, LinePrefetcher* next = nullptr,
+                                  bool careful = false) {
   constexpr Index Br = FlashScratch<Eigen::bfloat16>::Br;
   constexpr Index Bc = FlashScratch<Eigen::bfloat16>::Bc;
   const Index nq = std::min(Br, pb.Nq - i0);
@@ -171,7 +172,17 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
     const Index nk = std::min(Bc, j_end - j0);
     // S^T = scale · K_j · Q^T: A(r = key, c = pair of d) at byte r·ks + 4c of K's rows
     const auto* kt = reinterpret_cast<const unsigned char*>(&pb.k(b, hk, j0, 0));
-    bf16_gemm_panel<Bf16Store::scaled>(nk, D2, kt, ks_bytes, 4, w.qp, w.st, nullptr, pb.scale);
+    // The next tile's lines, spread over the full register blocks as in flash_query_tile.
+    Index per_block = 0;
+    if (next != nullptr && next->remaining() > 0) {
+      constexpr Index MR = Bf16DotTraits::kRegM;
+      const Index blocks = std::max<Index>(1, nk / MR + Dv / MR);
+      per_block = (next->remaining() + blocks - 1) / blocks;
+    }
+    const auto hand_out = [next, per_block] {
+      if (per_block > 0) next->issue(per_block);
+    };
+    bf16_gemm_panel<Bf16Store::scaled>(nk, D2, kt, ks_bytes, 4, w.qp, w.st, nullptr, pb.scale, hand_out);
     if (needs_mask || pb.causal != Causal::none) mask_score_tile(pb, b, h, i0, nq, j0, nk, w.st);
     w.softmax->update(w.st, nk);
     if (pb.dropout.active) dropout_tile(pb, b, h, i0, nq, j0, nk, w.st);
@@ -182,10 +193,12 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
     if (careful) forget_nonfinite_where_rescale_is_zero<static_cast<int>(Br)>(w.ot, Dv, w.softmax->rescale);
     const auto* vp = reinterpret_cast<const unsigned char*>(w.vp);
     if (j0 == 0 && !careful) {
-      bf16_gemm_panel<Bf16Store::overwrite>(Dv, (nk + 1) / 2, vp, 4, 4 * Dv, w.pp, w.ot, nullptr, 1.0f);
+      bf16_gemm_panel<Bf16Store::overwrite>(Dv, (nk + 1) / 2, vp, 4, 4 * Dv, w.pp, w.ot, nullptr, 1.0f, hand_out);
     } else {
-      bf16_gemm_panel<Bf16Store::rescale_add>(Dv, (nk + 1) / 2, vp, 4, 4 * Dv, w.pp, w.ot, w.softmax->rescale, 1.0f);
+      bf16_gemm_panel<Bf16Store::rescale_add>(Dv, (nk + 1) / 2, vp, 4, 4 * Dv, w.pp, w.ot, w.softmax->rescale, 1.0f,
+                                              hand_out);
     }
+    if (next != nullptr) next->drain();
     if (dirty) {  // the non-finite values' own terms, where the (rounded) weight is not 0
       for (Index jj = 0; jj < nk; ++jj) {
         for (Index e = 0; e < Dv; ++e) {
@@ -199,7 +212,8 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
       }
     }
   }
-  if (!careful && any_nan_packets(w.ot, Dv * Br)) return flash_query_tile_bf16(pb, b, h, i0, w, true);
+  if (next != nullptr) next->drain();  // no visible key
+  if (!careful && any_nan_packets(w.ot, Dv * Br)) return flash_query_tile_bf16(pb, b, h, i0, w, nullptr, true);
   write_tile_output<Eigen::bfloat16, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
 }
 #endif
@@ -229,22 +243,6 @@ LinePrefetcher query_tile_lines(const Problem<T>& pb, Index b, Index h, Index i0
   return lines;
 }
 
-/// The same lines requested at once (the bf16 kernel's products have no hook between blocks).
-template <typename T>
-void prefetch_query_tile(const Problem<T>& pb, Index b, Index h, Index i0) {
-  constexpr Index Br = FlashScratch<T>::Br;
-  constexpr Index Bc = FlashScratch<T>::Bc;
-  constexpr Index kLine = 64 / static_cast<Index>(sizeof(T));
-  const Index nq = std::min(Br, pb.Nq - i0), nk = std::min(Bc, visible_key_end(pb, i0, nq));
-  const Index hk = pb.kv_head(h);
-  for (Index i = 0; i < nq; ++i)
-    for (Index d = 0; d < pb.D; d += kLine) Eigen::internal::prefetch(&pb.q(b, h, i0 + i, d));
-  for (Index j = 0; j < nk; ++j) {
-    for (Index d = 0; d < pb.D; d += kLine) Eigen::internal::prefetch(&pb.k(b, hk, j, d));
-    for (Index d = 0; d < pb.Dv; d += kLine) Eigen::internal::prefetch(&pb.v(b, hk, j, d));
-  }
-}
-
 template <typename T>
 void run_flash(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
   constexpr Index Br = FlashScratch<T>::Br;
@@ -260,17 +258,16 @@ void run_flash(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void
                       pb.Dv);
     for (Index item = begin; item < end; ++item) {
       const Index bh = item / tiles, nb = (item + 1) / tiles;
+      LinePrefetcher next;
+      if (item + 1 < end) next = query_tile_lines(pb, nb / pb.Hq, nb % pb.Hq, ((item + 1) % tiles) * Br);
 #if ATTEND_HAVE_BF16_DOT
       if constexpr (kBf16Dot<T>) {
         if (pb.D % 2 == 0) {
-          if (item + 1 < end) prefetch_query_tile(pb, nb / pb.Hq, nb % pb.Hq, ((item + 1) % tiles) * Br);
-          flash_query_tile_bf16(pb, bh / pb.Hq, bh % pb.Hq, (item % tiles) * Br, w);
+          flash_query_tile_bf16(pb, bh / pb.Hq, bh % pb.Hq, (item % tiles) * Br, w, &next);
           continue;
         }
       }
 #endif
-      LinePrefetcher next;
-      if (item + 1 < end) next = query_tile_lines(pb, nb / pb.Hq, nb % pb.Hq, ((item + 1) % tiles) * Br);
       flash_query_tile(pb, bh / pb.Hq, bh % pb.Hq, (item % tiles) * Br, w, &next);
     }
     stream_fence();  // the output's non-temporal stores, before the pool hears this worker is done

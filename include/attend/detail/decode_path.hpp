@@ -17,7 +17,7 @@
 #include <cmath>      // std::exp, std::log, std::isfinite
 #include <cstddef>    // std::size_t
 #include <limits>     // std::numeric_limits
-#include <type_traits>  // std::is_same_v
+#include <type_traits>  // std::is_same_v, std::integral_constant
 
 #include "attend/detail/kernel_traits.hpp"
 #include "attend/detail/online_softmax.hpp"
@@ -209,6 +209,20 @@ EIGEN_ALWAYS_INLINE void decode_pv_rows(Acc* o, Index ldo, const Acc* p, Index l
   }
 }
 
+/// Calls f(std::integral_constant<int, RB>{}, r0) over rows [0, rows) in blocks of RB = 4 rows, then
+/// once for the 1 to 3 rows left: the kernels below take RB as a template argument.
+template <typename F>
+EIGEN_ALWAYS_INLINE void for_row_blocks(Index rows, F&& f) {
+  Index r0 = 0;
+  for (; r0 + 4 <= rows; r0 += 4) f(std::integral_constant<int, 4>{}, r0);
+  switch (rows - r0) {
+    case 3: f(std::integral_constant<int, 3>{}, r0); break;
+    case 2: f(std::integral_constant<int, 2>{}, r0); break;
+    case 1: f(std::integral_constant<int, 1>{}, r0); break;
+    default: break;
+  }
+}
+
 #if defined(EIGEN_VECTORIZE_AVX512)
 /// The K and V rows of 4 keys to request into L2, a cache line at a time: line(t) requests line t
 /// of each row. The score kernel calls it once per packet of D, so that the requests interleave with
@@ -360,27 +374,16 @@ template <typename Acc>
 EIGEN_ALWAYS_INLINE void decode_chunk_pv(Acc* o, const Acc* s, const Acc* alpha, const Acc* v, Index ldv, Index nk,
                                          Index rows, Index Dv) {
   constexpr Index C = DecodeTraits::kChunk;
+  for_row_blocks(rows, [&](auto rb, Index r0) {
+    constexpr int RB = decltype(rb)::value;
 #if defined(EIGEN_VECTORIZE_AVX512)
-  if constexpr (std::is_same_v<Acc, float>) {
-    Index r0 = 0;
-    for (; r0 + 4 <= rows; r0 += 4) decode_pv_rows_avx512<4>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv);
-    switch (rows - r0) {
-      case 3: decode_pv_rows_avx512<3>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
-      case 2: decode_pv_rows_avx512<2>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
-      case 1: decode_pv_rows_avx512<1>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
-      default: break;
+    if constexpr (std::is_same_v<Acc, float>) {
+      decode_pv_rows_avx512<RB>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv);
+      return;
     }
-    return;
-  }
 #endif
-  Index r0 = 0;
-  for (; r0 + 4 <= rows; r0 += 4) decode_pv_rows<4>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv);
-  switch (rows - r0) {
-    case 3: decode_pv_rows<3>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
-    case 2: decode_pv_rows<2>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
-    case 1: decode_pv_rows<1>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv); break;
-    default: break;
-  }
+    decode_pv_rows<RB>(o + r0 * Dv, Dv, s + r0 * C, C, alpha + r0, v, ldv, nk, Dv);
+  });
 }
 
 /// Requests the K and V rows [j, min(j + n, limit)) of (b, kv head hk) into L2, every cache line.
@@ -430,16 +433,10 @@ EIGEN_ALWAYS_INLINE void decode_chunk_scores(const Problem<T>& pb, Index b, Inde
       }
       const float* kp[4];
       for (Index c = 0; c < 4; ++c) kp[c] = kc + std::min(jj + c, nk - 1) * ldk;
-      const DecodePrefetch* first = &pf;  // the first row block requests them
-      Index r = 0;
-      for (; r + 4 <= rows; r += 4, first = nullptr)
-        decode_scores_4x4<4>(w.q + r * D, D, kp, D, w.s + r * C + jj, C, first);
-      switch (rows - r) {
-        case 3: decode_scores_4x4<3>(w.q + r * D, D, kp, D, w.s + r * C + jj, C, first); break;
-        case 2: decode_scores_4x4<2>(w.q + r * D, D, kp, D, w.s + r * C + jj, C, first); break;
-        case 1: decode_scores_4x4<1>(w.q + r * D, D, kp, D, w.s + r * C + jj, C, first); break;
-        default: break;
-      }
+      for_row_blocks(rows, [&](auto rb, Index r0) {
+        // The first row block requests the lines.
+        decode_scores_4x4<decltype(rb)::value>(w.q + r0 * D, D, kp, D, w.s + r0 * C + jj, C, r0 == 0 ? &pf : nullptr);
+      });
     }
     return;
   }

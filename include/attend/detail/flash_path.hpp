@@ -143,7 +143,7 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
   if (next != nullptr) next->drain();  // no visible key
   // A NaN here is either a NaN input reaching its rows, or 0 · Inf from a value this tile's weights
   // hide: only the careful re-run tells them apart (a Dv x 64 scan, once per tile).
-  if (!careful && any_nan_packets(w.ot, pb.Dv * Br)) return flash_query_tile(pb, b, h, i0, w, nullptr, true);
+  if (!careful && any_nan(w.ot, pb.Dv * Br)) return flash_query_tile(pb, b, h, i0, w, nullptr, true);
 
   // Epilogue: normalise once, write out and lse.
   write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
@@ -213,7 +213,7 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
     }
   }
   if (next != nullptr) next->drain();  // no visible key
-  if (!careful && any_nan_packets(w.ot, Dv * Br)) return flash_query_tile_bf16(pb, b, h, i0, w, nullptr, true);
+  if (!careful && any_nan(w.ot, Dv * Br)) return flash_query_tile_bf16(pb, b, h, i0, w, nullptr, true);
   write_tile_output<Eigen::bfloat16, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
 }
 #endif

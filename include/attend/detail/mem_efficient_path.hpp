@@ -95,7 +95,7 @@ void mem_efficient_chunk(const Problem<T>& pb, Index b, Index h, Index i0, MemEf
     gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st + j0 * Br, w.ot, nullptr, true);
   }
   // 0 · Inf from a value the weights hide leaves a NaN: redo the product carefully (zero_weights.hpp).
-  if (any_nan_packets(w.ot, pb.Dv * Br)) {
+  if (any_nan(w.ot, pb.Dv * Br)) {
     std::fill(w.ot, w.ot + pb.Dv * Br, Acc(0));
     for (Index j0 = 0; j0 < j_end; j0 += Bc) {
       const Index nk = std::min(Bc, j_end - j0);

@@ -30,31 +30,16 @@
 namespace attend {
 namespace detail {
 
-/// Whether any of x[0, n) is NaN; x is packet-aligned and n a multiple of the packet size.
-template <typename Acc>
-bool any_nan_packets(const Acc* x, Index n) {
-  using Packet = typename KernelTraits<Acc>::Packet;
-  constexpr Index L = KernelTraits<Acc>::kLanes;
-  using namespace Eigen::internal;
-  const Packet one = pset1<Packet>(Acc(1));
-  Packet nan_lanes = pset1<Packet>(Acc(0));
-  // pcmp_eq(p, p) is all-ones except in NaN lanes; pandnot(one, that) is 1 exactly in NaN lanes.
-  for (Index i = 0; i < n; i += L) {
-    const Packet p = pload<Packet>(x + i);
-    nan_lanes = padd(nan_lanes, pandnot(one, pcmp_eq(p, p)));
-  }
-  return predux(nan_lanes) != Acc(0);
-}
-
 /// Whether any of x[0, n) is NaN (any pointer, any n).
 template <typename Acc>
 bool any_nan(const Acc* x, Index n) {
   using Packet = typename KernelTraits<Acc>::Packet;
   constexpr Index L = KernelTraits<Acc>::kLanes;
   using namespace Eigen::internal;
-  // A packet at a time, as any_nan_packets: the decode kernel scans 4 x 128 outputs per 512 keys, and
-  // a scalar scan of them was 4% of its time with K and V in cache.
+  // A packet at a time: the decode kernel scans 4 x 128 outputs per 512 keys, and a scalar scan of
+  // them was 4% of its time with K and V in cache.
   const Packet one = pset1<Packet>(Acc(1));
+  // pcmp_eq(p, p) is all-ones except in NaN lanes; pandnot(one, that) is 1 exactly in NaN lanes.
   Packet nan_lanes = pset1<Packet>(Acc(0));
   Index i = 0;
   for (; i + L <= n; i += L) {

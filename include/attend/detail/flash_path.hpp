@@ -115,15 +115,8 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
 
     // The next tile's lines, spread over this key tile's full register blocks (a 62 x 62 tile at
     // D = 64: 20 blocks for 744 lines of q, k and v).
-    Index per_block = 0;
-    if (next != nullptr && next->remaining() > 0) {
-      constexpr Index MR = KernelTraits<Acc>::kRegM;
-      const Index blocks = std::max<Index>(1, nk / MR + pb.Dv / MR);
-      per_block = (next->remaining() + blocks - 1) / blocks;
-    }
-    const auto hand_out = [next, per_block] {
-      if (per_block > 0) next->issue(per_block);
-    };
+    constexpr Index MR = KernelTraits<Acc>::kRegM;
+    const auto hand_out = spread_over(next, nk / MR + pb.Dv / MR);
 
     // S^T = K_j · Q^T: A(r = key, c = d) = kt[r * ks + c]
     gemm_panel<Acc>(nk, pb.D, kt, ks, 1, w.qt, w.st, nullptr, false, hand_out);
@@ -173,15 +166,8 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
     // S^T = scale · K_j · Q^T: A(r = key, c = pair of d) at byte r·ks + 4c of K's rows
     const auto* kt = reinterpret_cast<const unsigned char*>(&pb.k(b, hk, j0, 0));
     // The next tile's lines, spread over the full register blocks as in flash_query_tile.
-    Index per_block = 0;
-    if (next != nullptr && next->remaining() > 0) {
-      constexpr Index MR = Bf16DotTraits::kRegM;
-      const Index blocks = std::max<Index>(1, nk / MR + Dv / MR);
-      per_block = (next->remaining() + blocks - 1) / blocks;
-    }
-    const auto hand_out = [next, per_block] {
-      if (per_block > 0) next->issue(per_block);
-    };
+    constexpr Index MR = Bf16DotTraits::kRegM;
+    const auto hand_out = spread_over(next, nk / MR + Dv / MR);
     bf16_gemm_panel<Bf16Store::scaled>(nk, D2, kt, ks_bytes, 4, w.qp, w.st, nullptr, pb.scale, hand_out);
     if (needs_mask || pb.causal != Causal::none) mask_score_tile(pb, b, h, i0, nq, j0, nk, w.st);
     w.softmax->update(w.st, nk);

@@ -88,6 +88,16 @@ class LinePrefetcher {
   const char* row_end_ = nullptr;
 };
 
+/// A between-blocks hook for gemm_panel and bf16_gemm_panel that hands out `next`'s lines evenly
+/// over `blocks` register blocks (nothing when `next` is null or empty).
+inline auto spread_over(LinePrefetcher* next, Index blocks) {
+  const Index left = next == nullptr ? 0 : next->remaining();
+  const Index per_block = left == 0 ? 0 : (left + blocks - 1) / std::max<Index>(1, blocks);
+  return [next, per_block] {
+    if (per_block > 0) next->issue(per_block);
+  };
+}
+
 }  // namespace detail
 }  // namespace attend
 

@@ -17,8 +17,10 @@
 #include <cmath>      // std::exp, std::log, std::isfinite
 #include <cstddef>    // std::size_t
 #include <limits>     // std::numeric_limits
-#include <type_traits>  // std::is_same_v, std::integral_constant
+#include <cstdint>      // std::uint16_t
+#include <type_traits>  // std::is_same_v, std::integral_constant, std::conditional_t
 
+#include "attend/detail/bf16_dot.hpp"
 #include "attend/detail/kernel_traits.hpp"
 #include "attend/detail/online_softmax.hpp"
 #include "attend/detail/parallel.hpp"
@@ -101,7 +103,7 @@ template <typename T>
 struct DecodeScratch {
   using Acc = acc_t<T>;
   static constexpr Index C = DecodeTraits::kChunk;
-  Acc* q;     // (R, D)   the item's R = Hq/Hkv · Nq query rows, scaled
+  Acc* q;     // (R, D)   the item's R = Hq/Hkv · Nq query rows, scaled (bf16 products: the raw rows)
   Acc* s;     // (R, C)   scores, then probabilities, of one chunk (packet-aligned rows)
   Acc* alpha; // (R)      per-row rescale of the output for the current chunk
   Acc* kbuf;  // (C, D)   the chunk's keys converted (16-bit T)
@@ -252,6 +254,36 @@ EIGEN_ALWAYS_INLINE void keep_in_registers(__m512& a, __m512& b, __m512& c, __m5
 #endif
 }
 
+/// The 16 accumulators of a 4 x 4 score block reduced to 16 scores, scaled, lane r of the result
+/// holding row r's 4 keys; stored for rows < RB. Shared by the fp32 and bf16 score blocks.
+template <int RB>
+EIGEN_ALWAYS_INLINE void store_score_block(__m512 (&acc)[4][4], float scale, float* s, Index lds) {
+  // Within each 128-bit lane: u[r] = [Σ acc[r][0], Σ acc[r][1], Σ acc[r][2], Σ acc[r][3]] over the
+  // lane's 4 elements.
+  __m512 u[4];
+  for (int r = 0; r < 4; ++r) {
+    if (r >= RB) {
+      u[r] = _mm512_setzero_ps();
+      continue;
+    }
+    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(acc[r][0], acc[r][1]), _mm512_unpackhi_ps(acc[r][0], acc[r][1]));
+    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(acc[r][2], acc[r][3]), _mm512_unpackhi_ps(acc[r][2], acc[r][3]));
+    u[r] = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // Across the 4 lanes: lane r of z = row r's 4 scores.
+  const __m512 x01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 x23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 2, 3, 2)));
+  __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(3, 1, 3, 1)));
+  if (scale != 1.0f) z = _mm512_mul_ps(z, _mm512_set1_ps(scale));
+  _mm_storeu_ps(s, _mm512_castps512_ps128(z));
+  if constexpr (RB > 1) _mm_storeu_ps(s + lds, _mm512_extractf32x4_ps(z, 1));
+  if constexpr (RB > 2) _mm_storeu_ps(s + 2 * lds, _mm512_extractf32x4_ps(z, 2));
+  if constexpr (RB > 3) _mm_storeu_ps(s + 3 * lds, _mm512_extractf32x4_ps(z, 3));
+}
+
 /// s[r][c] = q[r] · k[c] for RB <= 4 rows and 4 keys, with one transpose-and-add tree at the end
 /// instead of one horizontal sum per (row, key).
 ///
@@ -298,29 +330,46 @@ EIGEN_ALWAYS_INLINE void decode_scores_4x4(const float* q, Index ldq, const floa
   if (pf != nullptr) {
     for (Index t = D / 16; t < pf->lines; ++t) pf->line(t);
   }
-  // Within each 128-bit lane: u[r] = [Σ acc[r][0], Σ acc[r][1], Σ acc[r][2], Σ acc[r][3]] over the
-  // lane's 4 elements.
-  __m512 u[4];
-  for (int r = 0; r < 4; ++r) {
-    if (r >= RB) {
-      u[r] = _mm512_setzero_ps();
-      continue;
+  store_score_block<RB>(acc, 1.0f, s, lds);
+}
+
+#endif
+
+#if ATTEND_HAVE_BF16_DOT
+/// decode_scores_4x4 for bf16 q and K with vdpbf16ps: 32 elements of D per load, two products per
+/// fp32 lane, K read in place (no conversion), and the scale applied to the fp32 scores, never to
+/// q (as the flash path's bf16 kernel). Products of two bf16 are exact in fp32; vdpbf16ps treats
+/// subnormal bf16 inputs as 0, as in the flash path.
+template <int RB>
+EIGEN_ALWAYS_INLINE void decode_scores_4x4_bf16(const std::uint16_t* q, Index ldq, const std::uint16_t* const* k,
+                                                Index D, float scale, float* s, Index lds,
+                                                const DecodePrefetch* pf = nullptr) {
+  static_assert(RB >= 1 && RB <= 4, "a score block has 1 to 4 rows");
+  __m512 acc[4][4];
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_ps();
+  Index d = 0;
+  for (; d < D; d += 32) {
+    // A 64-byte line holds 32 bf16: this step's line of each prefetched row.
+    if (pf != nullptr) pf->line(d / 32);
+    const __mmask32 m = D - d >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << (D - d)) - 1u);
+    __m512 k0 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, k[0] + d));
+    __m512 k1 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, k[1] + d));
+    __m512 k2 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, k[2] + d));
+    __m512 k3 = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, k[3] + d));
+    keep_in_registers(k0, k1, k2, k3);
+    for (int r = 0; r < RB; ++r) {
+      const __m512bh qr = reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi16(m, q + r * ldq + d));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], qr, reinterpret_cast<__m512bh>(k0));
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], qr, reinterpret_cast<__m512bh>(k1));
+      acc[r][2] = _mm512_dpbf16_ps(acc[r][2], qr, reinterpret_cast<__m512bh>(k2));
+      acc[r][3] = _mm512_dpbf16_ps(acc[r][3], qr, reinterpret_cast<__m512bh>(k3));
     }
-    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(acc[r][0], acc[r][1]), _mm512_unpackhi_ps(acc[r][0], acc[r][1]));
-    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(acc[r][2], acc[r][3]), _mm512_unpackhi_ps(acc[r][2], acc[r][3]));
-    u[r] = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
   }
-  // Across the 4 lanes: lane r of z = row r's 4 scores.
-  const __m512 x01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m512 x23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(3, 1, 3, 1)));
-  _mm_storeu_ps(s, _mm512_castps512_ps128(z));
-  if constexpr (RB > 1) _mm_storeu_ps(s + lds, _mm512_extractf32x4_ps(z, 1));
-  if constexpr (RB > 2) _mm_storeu_ps(s + 2 * lds, _mm512_extractf32x4_ps(z, 2));
-  if constexpr (RB > 3) _mm_storeu_ps(s + 3 * lds, _mm512_extractf32x4_ps(z, 3));
+  if (pf != nullptr) {
+    for (Index t = (D + 31) / 32; t < pf->lines; ++t) pf->line(t);
+  }
+  store_score_block<RB>(acc, scale, s, lds);
 }
 #endif
 
@@ -410,10 +459,13 @@ EIGEN_ALWAYS_INLINE void decode_chunk_scores(const Problem<T>& pb, Index b, Inde
   const Index D = pb.D;
 #if defined(EIGEN_VECTORIZE_AVX512)
   if constexpr (std::is_same_v<Acc, float>) {
-    const float* kc;  // (nk, D) the chunk's keys, row stride ldk
+    // The chunk's keys as the score blocks read them: bf16 in place (bf16 products), float in
+    // place, or converted to float (f16, and bf16 without AVX512_BF16).
+    using Key = std::conditional_t<kBf16Dot<T>, std::uint16_t, float>;
+    const Key* kc;  // (nk, D) row stride ldk
     Index ldk;
-    if constexpr (std::is_same_v<T, float>) {
-      kc = &pb.k(b, hk, j0, 0);
+    if constexpr (kBf16Dot<T> || std::is_same_v<T, float>) {
+      kc = reinterpret_cast<const Key*>(&pb.k(b, hk, j0, 0));
       ldk = pb.k.stride(2);
     } else {
       for (Index jj = 0; jj < nk; ++jj) convert_row(&pb.k(b, hk, j0 + jj, 0), w.kbuf + jj * D, D);
@@ -431,11 +483,19 @@ EIGEN_ALWAYS_INLINE void decode_chunk_scores(const Problem<T>& pb, Index b, Inde
         pf.k[c] = reinterpret_cast<const char*>(&pb.k(b, hk, j, 0));
         pf.v[c] = reinterpret_cast<const char*>(&pb.v(b, hk, j, 0));
       }
-      const float* kp[4];
+      const Key* kp[4];
       for (Index c = 0; c < 4; ++c) kp[c] = kc + std::min(jj + c, nk - 1) * ldk;
       for_row_blocks(rows, [&](auto rb, Index r0) {
-        // The first row block requests the lines.
-        decode_scores_4x4<decltype(rb)::value>(w.q + r0 * D, D, kp, D, w.s + r0 * C + jj, C, r0 == 0 ? &pf : nullptr);
+        constexpr int RB = decltype(rb)::value;
+        const DecodePrefetch* first = r0 == 0 ? &pf : nullptr;  // the first row block requests the lines
+#if ATTEND_HAVE_BF16_DOT
+        if constexpr (kBf16Dot<T>) {
+          const auto* q = reinterpret_cast<const std::uint16_t*>(w.q);  // raw bf16 rows (decode_item)
+          decode_scores_4x4_bf16<RB>(q + r0 * D, D, kp, D, pb.scale, w.s + r0 * C + jj, C, first);
+          return;
+        }
+#endif
+        if constexpr (!kBf16Dot<T>) decode_scores_4x4<RB>(w.q + r0 * D, D, kp, D, w.s + r0 * C + jj, C, first);
       });
     }
     return;
@@ -475,7 +535,12 @@ void decode_item(const Problem<T>& pb, Index b, Index hk, Index j_begin, Index j
   for (Index r = 0; r < rows; ++r) {
     const Index h = hk * pb.group + r / pb.Nq, i = r % pb.Nq;
     const T* src = &pb.q(b, h, i, 0);
-    for (Index d = 0; d < D; ++d) w.q[r * D + d] = pb.scale * static_cast<Acc>(src[d]);
+    if constexpr (kBf16Dot<T>) {
+      // bf16 products (decode_scores_4x4_bf16): q as it is, the scale goes on the fp32 scores.
+      std::copy(src, src + D, reinterpret_cast<T*>(w.q) + r * D);
+    } else {
+      for (Index d = 0; d < D; ++d) w.q[r * D + d] = pb.scale * static_cast<Acc>(src[d]);
+    }
     m[r] = kNegInf;
     l[r] = Acc(0);
     for (Index d = 0; d < Dv; ++d) o[r * Dv + d] = Acc(0);

@@ -14,9 +14,11 @@
 // order, so the result is bitwise the same for any number of threads.
 
 #include <algorithm>  // std::min, std::max
+#include <atomic>     // std::atomic
 #include <cmath>      // std::exp, std::log, std::isfinite
 #include <cstddef>    // std::size_t
 #include <limits>     // std::numeric_limits
+#include <new>        // placement new
 #include <cstdint>      // std::uint16_t
 #include <type_traits>  // std::is_same_v, std::integral_constant, std::conditional_t
 
@@ -633,13 +635,19 @@ Index decode_splits(const Problem<T>& pb) {
   return std::max<Index>(1, (pb.Nk + DecodeTraits::kSplitKeys - 1) / DecodeTraits::kSplitKeys);
 }
 
+/// Per (b, kv head): how many of its splits are still being computed. The worker that finishes the
+/// last one merges them, so the merge needs no second pass over the pool.
+using SplitCounter = std::atomic<int>;
+
 template <typename T>
 std::size_t decode_workspace_bytes(const Problem<T>& pb, int workers) {
   using Acc = acc_t<T>;
   const Index rows = pb.group * pb.Nq;
   const std::size_t partials =
       sizeof(Acc) * static_cast<std::size_t>(pb.B * pb.Hkv * decode_splits(pb) * rows * (pb.Dv + 2));
-  return align_up(partials) + DecodeScratch<T>::bytes(rows, pb.D, pb.Dv) * static_cast<std::size_t>(workers);
+  const std::size_t counters = sizeof(SplitCounter) * static_cast<std::size_t>(pb.B * pb.Hkv);
+  return align_up(partials) + align_up(counters) +
+         DecodeScratch<T>::bytes(rows, pb.D, pb.Dv) * static_cast<std::size_t>(workers);
 }
 
 template <typename T>
@@ -649,26 +657,16 @@ void run_decode(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, voi
   const Index rows = pb.group * pb.Nq, splits = decode_splits(pb), Dv = pb.Dv;
   DecodePartials<Acc> parts{static_cast<Acc*>(workspace), rows, Dv, splits};
   const std::size_t partial_bytes = align_up(sizeof(Acc) * parts.stride() * static_cast<std::size_t>(pb.B * pb.Hkv * splits));
-  auto* scratch = static_cast<unsigned char*>(workspace) + partial_bytes;
+  auto* counter_base = static_cast<unsigned char*>(workspace) + partial_bytes;
+  const std::size_t counter_bytes = align_up(sizeof(SplitCounter) * static_cast<std::size_t>(pb.B * pb.Hkv));
+  auto* scratch = counter_base + counter_bytes;
   const std::size_t per_worker = DecodeScratch<T>::bytes(rows, pb.D, pb.Dv);
+  auto* left = reinterpret_cast<SplitCounter*>(counter_base);  // (B·Hkv) splits not yet done
+  for (Index bk = 0; bk < pb.B * pb.Hkv; ++bk) new (&left[bk]) SplitCounter(static_cast<int>(splits));
 
-  // Phase 1: every (b, kv head, split), in any order on any thread, in guided runs of consecutive
-  // splits (parallel_for_runs): a worker then streams one stretch of K and V, and its prefetches
-  // past the end of a split serve its own next item.
-  const Index items = pb.B * pb.Hkv * splits;
-  parallel_for_runs(device, worker_count(device), items, items, [&](int worker, Index begin, Index end) {
-    DecodeScratch<T> w(scratch + per_worker * static_cast<std::size_t>(worker), rows, pb.D);
-    for (Index item = begin; item < end; ++item) {
-      const Index bk = item / splits, split = item % splits;
-      const Index j_begin = split * DecodeTraits::kSplitKeys;
-      const Index j_end = std::min(pb.Nk, j_begin + DecodeTraits::kSplitKeys);
-      decode_item(pb, bk / pb.Hkv, bk % pb.Hkv, j_begin, j_end, w, parts.item(bk, split));
-    }
-  });
-
-  // Phase 2: merge the splits of each row in split order (deterministic), normalise, write.
+  // The merge of one (b, kv head): its splits' rows in split order (deterministic), normalised.
   const Acc extra = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
-  parallel_for(device, worker_count(device), pb.B * pb.Hkv, [&](int, Index bk) {
+  const auto merge = [&](Index bk) {
     const Index b = bk / pb.Hkv, hk = bk % pb.Hkv;
     for (Index r = 0; r < rows; ++r) {
       const Index h = hk * pb.group + r / pb.Nq, i = r % pb.Nq;
@@ -694,6 +692,23 @@ void run_decode(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, voi
       const Acc inv = l == Acc(0) ? Acc(0) : extra / l;
       for (Index d = 0; d < Dv; ++d) out[d] = static_cast<T>(acc[d] * inv);
       if (pb.lse.data() != nullptr) pb.lse(b, h, i) = l == Acc(0) ? kNegInf : m + std::log(l);
+    }
+  };
+
+  // Every (b, kv head, split), in any order on any thread, in guided runs of consecutive splits
+  // (parallel_for_runs): a worker then streams one stretch of K and V, and its prefetches past the
+  // end of a split serve its own next item. The worker that completes a (b, kv head)'s last split
+  // merges it (acq_rel: it sees every other split's partials), so there is one fork and join per
+  // call, not two.
+  const Index items = pb.B * pb.Hkv * splits;
+  parallel_for_runs(device, worker_count(device), items, items, [&](int worker, Index begin, Index end) {
+    DecodeScratch<T> w(scratch + per_worker * static_cast<std::size_t>(worker), rows, pb.D);
+    for (Index item = begin; item < end; ++item) {
+      const Index bk = item / splits, split = item % splits;
+      const Index j_begin = split * DecodeTraits::kSplitKeys;
+      const Index j_end = std::min(pb.Nk, j_begin + DecodeTraits::kSplitKeys);
+      decode_item(pb, bk / pb.Hkv, bk % pb.Hkv, j_begin, j_end, w, parts.item(bk, split));
+      if (left[bk].fetch_sub(1, std::memory_order_acq_rel) == 1) merge(bk);
     }
   });
 }

@@ -8,8 +8,9 @@
 // Per query tile (Br = 64 queries) and key tile (Bc = 64 keys):
 //   S^T = K_j · (scale · Q)^T              (Bc x Br)   micro-kernel, K read in place
 //   mask / causal on tiles that need it; S^T -> P^T = exp(S^T - m_new), l = α l + Σ_j P
-//   O^T = α ∘ O^T + V_j^T · P^T            (Dv x Br)   same micro-kernel, V read in place
-// and at the end out = O / l, lse = m + log l.
+//   O = α ∘ O + P · V_j                    (Br x Dv)   same micro-kernel, V read in place
+// and at the end out = O / l, lse = m + log l. (Where Dv is not whole micro-kernel column blocks,
+// the value product is O^T = α ∘ O^T + V_j^T · P^T instead, and the epilogue transposes.)
 
 #include <cmath>    // std::isfinite
 #include <cstddef>  // std::size_t
@@ -40,7 +41,7 @@ struct FlashScratch {
   OnlineSoftmax<Acc, Traits::kBlockQ>* softmax;
   Acc* qt;    // (D, Br)   Q^T of the tile, scaled
   Acc* st;    // (Bc, Br)  S^T, then P^T
-  Acc* ot;    // (Dv, Br)  O^T, unnormalised
+  Acc* ot;    // (Dv, Br)  O^T, or (Br, Dv) O, unnormalised (see flash_query_tile)
   Acc* kbuf;  // (Bc, D)   converted keys (16-bit T only)
   Acc* vbuf;  // (Bc, Dv)  converted values (16-bit T), or finite values (careful re-run, zero_weights.hpp)
   // bf16 products (bf16_dot.hpp, bf16 T on AVX512_BF16 only): pairs of bf16 in 32 bits.
@@ -107,6 +108,10 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
   w.softmax->reset();
   const Index j_end = visible_key_end(pb, i0, nq);
   if (careful || j_end <= 0) std::fill(w.ot, w.ot + pb.Dv * Br, Acc(0));
+  // The accumulator: O with a query per row (gemm_rows) where Dv is whole column blocks, so the
+  // epilogue copies rows; else O^T (gemm_panel), also in the careful re-run, whose value step works
+  // on O^T. Both hold the same bits (microkernel.hpp).
+  const bool o_rows = !careful && rows_fit<Acc>(pb.Dv);
 
   for (Index j0 = 0; j0 < j_end; j0 += Bc) {
     const Index nk = std::min(Bc, j_end - j0);
@@ -116,7 +121,8 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
     // The next tile's lines, spread over this key tile's full register blocks (a 62 x 62 tile at
     // D = 64: 20 blocks for 744 lines of q, k and v).
     constexpr Index MR = KernelTraits<Acc>::kRegM;
-    const auto hand_out = spread_over(next, nk / MR + pb.Dv / MR);
+    const Index value_blocks = o_rows ? nq / MR * (pb.Dv / KernelTraits<Acc>::kColsPerBlock) : pb.Dv / MR;
+    const auto hand_out = spread_over(next, nk / MR + value_blocks);
 
     // S^T = K_j · Q^T: A(r = key, c = d) = kt[r * ks + c]
     gemm_panel<Acc>(nk, pb.D, kt, ks, 1, w.qt, w.st, nullptr, false, hand_out);
@@ -124,22 +130,31 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
     w.softmax->update(w.st, nk);
     if (pb.dropout.active) dropout_tile(pb, b, h, i0, nq, j0, nk, w.st);
 
-    // O^T = α ∘ O^T + V_j^T · P^T: A(r = d, c = key) = vt[c * vs + r]
     if (careful) {
       careful_value_tile<T, static_cast<int>(Br)>(pb, b, hk, j0, nk, w.st, w.ot, w.softmax->rescale, w.vbuf);
       continue;
     }
     const Acc* vt = kv_rows(pb.v, b, hk, j0, nk, w.vbuf, vs);  // (nk, Dv), row stride vs
-    gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st, w.ot, w.softmax->rescale, j0 > 0, hand_out);
+    if (o_rows) {
+      // O = α ∘ O + P · V_j: A(r = query, c = key) = st[c * Br + r], B = V_j's rows in place
+      gemm_rows<Acc>(nq, pb.Dv, nk, w.st, 1, Br, vt, vs, w.ot, pb.Dv, w.softmax->rescale, j0 > 0, hand_out);
+    } else {
+      // O^T = α ∘ O^T + V_j^T · P^T: A(r = d, c = key) = vt[c * vs + r]
+      gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st, w.ot, w.softmax->rescale, j0 > 0, hand_out);
+    }
     if (next != nullptr) next->drain();
   }
   if (next != nullptr) next->drain();  // no visible key
   // A NaN here is either a NaN input reaching its rows, or 0 · Inf from a value this tile's weights
   // hide: only the careful re-run tells them apart (a Dv x 64 scan, once per tile).
-  if (!careful && any_nan(w.ot, pb.Dv * Br)) return flash_query_tile(pb, b, h, i0, w, nullptr, true);
+  if (!careful && any_nan(w.ot, o_rows ? nq * pb.Dv : pb.Dv * Br)) return flash_query_tile(pb, b, h, i0, w, nullptr, true);
 
   // Epilogue: normalise once, write out and lse.
-  write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  if (o_rows) {
+    write_row_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  } else {
+    write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  }
 }
 
 #if ATTEND_HAVE_BF16_DOT

@@ -1,12 +1,19 @@
 #ifndef ATTEND_DETAIL_MICROKERNEL_HPP
 #define ATTEND_DETAIL_MICROKERNEL_HPP
 
-// The one register-blocked product both attention GEMMs use:
-//   C (m x Br)  =  [col_scale ∘] C  +  A (m x kc) · B (kc x Br)
-// A is read through element strides (a row of K or V in place, no packing), B and C are packed
-// row-major panels with Br = KernelTraits::kBlockQ columns, the query index running along the lanes.
-//   S^T = K · Q^T:        A = K tile (keys x D, row stride = k's),  B = Q^T (D x Br)
-//   O^T = α ∘ O^T + V^T · P^T: A = V^T (Dv x keys, read from V's rows), B = P^T (keys x Br)
+// The one register-blocked product both attention GEMMs use, in two forms:
+//   gemm_panel:  C (m x Br) = [col_scale ∘] C + A (m x kc) · B (kc x Br)
+//     B and C are packed row-major panels with Br = KernelTraits::kBlockQ columns, the query index
+//     running along the lanes.
+//       S^T = K · Q^T:             A = K tile (keys x D, row stride = k's),  B = Q^T (D x Br)
+//       O^T = α ∘ O^T + V^T · P^T: A = V^T (Dv x keys, read from V's rows), B = P^T (keys x Br)
+//   gemm_rows:   C (m x n)  = [row_scale ∘] C + A (m x kc) · B (kc x n)
+//     B is read in place (rows of any stride and alignment), C has one row per query.
+//       O = α ∘ O + P · V:         A = P (queries x keys, read from P^T),    B = V tile (keys x Dv)
+//     O comes out with a query per row, as the output is laid out: its epilogue needs no transpose.
+// In both, A is read through element strides, one broadcast per row and step of k, so it is never
+// packed. Each C element is the same chain of FMAs over k in both forms (the product's operands are
+// swapped, which an FMA does not see), so O and O^T hold the same bits.
 
 #include <Eigen/Core>
 
@@ -15,15 +22,22 @@
 namespace attend {
 namespace detail {
 
+/// Where the accumulating form of micro_block takes the factor for the old C: one per column (a
+/// packet: O^T's rescale, one per query) or one per row (a broadcast: O's, one per query).
+enum class ScaleBy { column, row };
+
 /// One MR x NR-packet block: acc[r][n] = Σ_k A(r, k) · B(k, n-th packet); then C = acc (+ C, scaled).
-/// Every loop bound is a compile-time constant, so the accumulators live in registers.
-template <int MR, int NR, typename Acc>
+/// Every loop bound is a compile-time constant, so the accumulators live in registers. With
+/// ScaleBy::column, B is a packed, aligned panel and `scale` points at the block's first column;
+/// with ScaleBy::row, B may have any alignment and `scale` points at the block's first row.
+template <int MR, int NR, ScaleBy kScale = ScaleBy::column, typename Acc>
 EIGEN_ALWAYS_INLINE void micro_block(Index kc, const Acc* a, Index a_rs, Index a_cs, const Acc* b, Index ldb, Acc* c,
-                                     Index ldc, const Acc* col_scale, bool accumulate) {
+                                     Index ldc, const Acc* scale, bool accumulate) {
   using Packet = typename KernelTraits<Acc>::Packet;
   constexpr int L = KernelTraits<Acc>::kLanes;
   using Eigen::internal::padd;
   using Eigen::internal::pload;
+  using Eigen::internal::ploadu;
   using Eigen::internal::pmadd;
   using Eigen::internal::pset1;
   using Eigen::internal::pstore;
@@ -34,7 +48,13 @@ EIGEN_ALWAYS_INLINE void micro_block(Index kc, const Acc* a, Index a_rs, Index a
 
   for (Index k = 0; k < kc; ++k) {
     Packet bk[NR];
-    for (int n = 0; n < NR; ++n) bk[n] = pload<Packet>(b + k * ldb + n * L);
+    for (int n = 0; n < NR; ++n) {
+      if constexpr (kScale == ScaleBy::column) {
+        bk[n] = pload<Packet>(b + k * ldb + n * L);
+      } else {
+        bk[n] = ploadu<Packet>(b + k * ldb + n * L);
+      }
+    }
     const Acc* ak = a + k * a_cs;
     for (int r = 0; r < MR; ++r) {
       const Packet ar = pset1<Packet>(ak[r * a_rs]);
@@ -51,7 +71,13 @@ EIGEN_ALWAYS_INLINE void micro_block(Index kc, const Acc* a, Index a_rs, Index a
         // the careful re-run (zero_weights.hpp) goes through another instantiation of this code
         // and must round exactly as the fast path did.
         const Packet old = pload<Packet>(cp);
-        res = col_scale != nullptr ? pmadd(old, pload<Packet>(col_scale + n * L), res) : padd(old, res);
+        if (scale == nullptr) {
+          res = padd(old, res);
+        } else if constexpr (kScale == ScaleBy::column) {
+          res = pmadd(old, pload<Packet>(scale + n * L), res);
+        } else {
+          res = pmadd(old, pset1<Packet>(scale[r]), res);
+        }
       }
       pstore(cp, res);
     }
@@ -95,6 +121,48 @@ void gemm_panel(Index m, Index kc, const Acc* a, Index a_rs, Index a_cs, const A
       case 3: micro_block<(MR > 3 ? 3 : 1), NR>(kc, ar, a_rs, a_cs, bn, ld, cr, ld, sn, accumulate); break;
       case 4: micro_block<(MR > 4 ? 4 : 1), NR>(kc, ar, a_rs, a_cs, bn, ld, cr, ld, sn, accumulate); break;
       default: micro_block<(MR > 5 ? 5 : 1), NR>(kc, ar, a_rs, a_cs, bn, ld, cr, ld, sn, accumulate); break;
+    }
+  }
+}
+
+/// Whether gemm_rows takes n columns: whole micro-kernel column blocks (64 floats with AVX-512, 32
+/// with AVX2), so that every B load and C store is a full packet.
+template <typename Acc>
+constexpr bool rows_fit(Index n) {
+  return n > 0 && n % KernelTraits<Acc>::kColsPerBlock == 0;
+}
+
+/// C (m x n) = [row_scale ∘] C + A (m x kc) · B (kc x n), B with leading dimension ldb (any
+/// alignment), C with ldc (packet-aligned rows). n must satisfy rows_fit. `accumulate = false`
+/// overwrites C (row_scale is then ignored). Rows past a multiple of MR go through a narrower block,
+/// as in gemm_panel; `between()` runs after each full register block.
+template <typename Acc, typename Hook = NoHook>
+void gemm_rows(Index m, Index n, Index kc, const Acc* a, Index a_rs, Index a_cs, const Acc* b, Index ldb, Acc* c,
+               Index ldc, const Acc* row_scale, bool accumulate, Hook between = {}) {
+  using Traits = KernelTraits<Acc>;
+  constexpr int MR = Traits::kRegM;
+  constexpr int NR = Traits::kRegN;
+  constexpr Index kCols = Traits::kColsPerBlock;
+  constexpr ScaleBy kRow = ScaleBy::row;
+  for (Index n0 = 0; n0 < n; n0 += kCols) {
+    const Acc* bn = b + n0;
+    Acc* cn = c + n0;
+    Index r0 = 0;
+    for (; r0 + MR <= m; r0 += MR) {
+      const Acc* s = row_scale == nullptr ? nullptr : row_scale + r0;
+      micro_block<MR, NR, kRow>(kc, a + r0 * a_rs, a_rs, a_cs, bn, ldb, cn + r0 * ldc, ldc, s, accumulate);
+      between();
+    }
+    const Acc* ar = a + r0 * a_rs;
+    Acc* cr = cn + r0 * ldc;
+    const Acc* sr = row_scale == nullptr ? nullptr : row_scale + r0;
+    switch (m - r0) {
+      case 0: break;
+      case 1: micro_block<1, NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
+      case 2: micro_block<(MR > 2 ? 2 : 1), NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
+      case 3: micro_block<(MR > 3 ? 3 : 1), NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
+      case 4: micro_block<(MR > 4 ? 4 : 1), NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
+      default: micro_block<(MR > 5 ? 5 : 1), NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
     }
   }
 }

@@ -235,6 +235,13 @@ inline void stream_fence() {
 #endif
 }
 
+/// lse[b, h, i0 + ii] for the tile's queries, where the caller asked for it.
+template <typename T, int Br>
+void write_tile_lse(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, const OnlineSoftmax<acc_t<T>, Br>& sm) {
+  if (pb.lse.data() == nullptr) return;
+  for (Index ii = 0; ii < nq; ++ii) pb.lse(b, h, i0 + ii) = sm.lse(static_cast<int>(ii));
+}
+
 /// Writes out[b, h, i0 + ii, :] = O^T[:, ii] / row_sum (times 1/(1-p) under dropout) and the lse.
 template <typename T, int Br>
 void write_tile_output(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, const acc_t<T>* ot,
@@ -282,9 +289,44 @@ void write_tile_output(const Problem<T>& pb, Index b, Index h, Index i0, Index n
     T* row = &pb.out(b, h, i0 + ii, 0);
     for (Index d = 0; d < pb.Dv; ++d) row[d] = static_cast<T>(ot[d * Br + ii] * inv);
   }
-  if (pb.lse.data() != nullptr) {
-    for (Index ii = 0; ii < nq; ++ii) pb.lse(b, h, i0 + ii) = sm.lse(static_cast<int>(ii));
+  write_tile_lse(pb, b, h, i0, nq, sm);
+}
+
+/// write_tile_output for O with a query per row (nq x Dv, row stride Dv: gemm_rows), so each output
+/// row is one scaled copy. At N = 62 the 16 x 16 transposes of O^T were 6% of a tile.
+template <typename T, int Br>
+void write_row_output(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, const acc_t<T>* o,
+                      const OnlineSoftmax<acc_t<T>, Br>& sm) {
+  using Acc = acc_t<T>;
+  using Packet = typename KernelTraits<Acc>::Packet;
+  constexpr Index L = KernelTraits<Acc>::kLanes;
+  using namespace Eigen::internal;
+  const Acc extra = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
+  const Index Dv = pb.Dv;
+  [[maybe_unused]] const bool stream = output_is_streamed(pb);
+  for (Index ii = 0; ii < nq; ++ii) {
+    const Acc inv = sm.inv_sum(static_cast<int>(ii), extra);
+    const Packet invp = pset1<Packet>(inv);
+    const Acc* src = o + ii * Dv;
+    T* dst = &pb.out(b, h, i0 + ii, 0);
+    Index d = 0;
+#if defined(EIGEN_VECTORIZE_AVX512)
+    if constexpr (std::is_same_v<Acc, float>) {
+      for (; d + L <= Dv; d += L) {
+        if constexpr (std::is_same_v<T, float>) {
+          store16_float(dst + d, pmul(ploadu<Packet>(src + d), invp), stream);
+        } else {
+          store16_from_float(dst + d, pmul(ploadu<Packet>(src + d), invp), stream);
+        }
+      }
+    }
+#endif
+    if constexpr (std::is_same_v<T, Acc>) {
+      for (; d + L <= Dv; d += L) pstoreu(dst + d, pmul(ploadu<Packet>(src + d), invp));
+    }
+    for (; d < Dv; ++d) dst[d] = static_cast<T>(src[d] * inv);
   }
+  write_tile_lse(pb, b, h, i0, nq, sm);
 }
 
 /// Requests the cache line at p into L2 (prefetcht1 on x86; a plain prefetch elsewhere).

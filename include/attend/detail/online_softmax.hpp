@@ -76,10 +76,11 @@ struct OnlineSoftmax {
   alignas(64) Acc rescale[kCols];
 
   void reset() {
-    for (int i = 0; i < kCols; ++i) {
-      row_max[i] = -std::numeric_limits<Acc>::infinity();
-      row_sum[i] = Acc(0);
-      rescale[i] = Acc(1);
+    using namespace Eigen::internal;
+    for (int i = 0; i < kCols; i += kLanes) {
+      pstore(row_max + i, pset1<Packet>(-std::numeric_limits<Acc>::infinity()));
+      pstore(row_sum + i, pset1<Packet>(Acc(0)));
+      pstore(rescale + i, pset1<Packet>(Acc(1)));
     }
   }
 
@@ -94,8 +95,15 @@ struct OnlineSoftmax {
       // Max over the block's keys. The plain (fast) max may skip a NaN score, but that score's exp is
       // NaN and so is the row sum, so the NaN still reaches the output and the lse; a NaN-propagating
       // max costs a compare and a blend per packet, half the time of this whole update.
-      Packet m = neg_inf;
-      for (Index j = 0; j < rows; ++j) m = pmax(m, pload<Packet>(s + j * kCols + c));
+      // Two chains of maxes: one chain waits for each max's latency (2 cycles on Zen 4).
+      Packet m = neg_inf, m2 = neg_inf;
+      Index j = 0;
+      for (; j + 2 <= rows; j += 2) {
+        m = pmax(m, pload<Packet>(s + j * kCols + c));
+        m2 = pmax(m2, pload<Packet>(s + (j + 1) * kCols + c));
+      }
+      if (j < rows) m = pmax(m, pload<Packet>(s + j * kCols + c));
+      m = pmax(m, m2);
       const Packet m_old = pload<Packet>(row_max + c);
       const Packet m_new = pmax(m_old, m);
       // A query that has seen no key has max -inf; subtract 0 instead so exp(-inf - -inf) = NaN

@@ -20,6 +20,7 @@
 // every element that no non-finite value reaches is bitwise the same as in a clean run.
 
 #include <cmath>  // std::isfinite
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -38,10 +39,25 @@ bool any_nan(const Acc* x, Index n) {
   using namespace Eigen::internal;
   // A packet at a time: the decode kernel scans 4 x 128 outputs per 512 keys, and a scalar scan of
   // them was 4% of its time with K and V in cache.
+  Index i = 0;
+#if defined(EIGEN_VECTORIZE_AVX512)
+  // One unordered compare tests two packets, and the masks are OR-ed (1 cycle each): the generic
+  // loop below is a chain of 3-cycle adds, 2% of a tile at N = 62 (4096 outputs).
+  if constexpr (std::is_same_v<Acc, float> || std::is_same_v<Acc, double>) {
+    unsigned nan_mask = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+      if constexpr (std::is_same_v<Acc, float>) {
+        nan_mask |= _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + L), _CMP_UNORD_Q);
+      } else {
+        nan_mask |= _mm512_cmp_pd_mask(_mm512_loadu_pd(x + i), _mm512_loadu_pd(x + i + L), _CMP_UNORD_Q);
+      }
+    }
+    if (nan_mask != 0) return true;
+  }
+#endif
   const Packet one = pset1<Packet>(Acc(1));
   // pcmp_eq(p, p) is all-ones except in NaN lanes; pandnot(one, that) is 1 exactly in NaN lanes.
   Packet nan_lanes = pset1<Packet>(Acc(0));
-  Index i = 0;
   for (; i + L <= n; i += L) {
     const Packet p = ploadu<Packet>(x + i);
     nan_lanes = padd(nan_lanes, pandnot(one, pcmp_eq(p, p)));

@@ -57,6 +57,8 @@ if(ATTEND_TEST_HAVE_RANDOM123)
 endif()
 attend_unit_test(online_softmax online_softmax_test.cpp)
 attend_unit_test(prefetch prefetch_test.cpp)
+# The register-blocked products of both GEMMs against scalar FMA chains, bit for bit.
+attend_unit_test(microkernel microkernel_test.cpp)
 
 # The API's contract: errors leave the output untouched, dispatch picks and explains the path.
 attend_unit_test(errors errors_test.cpp)

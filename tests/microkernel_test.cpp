@@ -1,0 +1,152 @@
+// The register-blocked products (detail/microkernel.hpp) against a scalar chain of std::fma in the
+// same order, bit for bit: every row tail (MR = 6 leaves 1 to 5 rows), several column blocks, the
+// overwrite, add and scaled-accumulate forms, and B rows at an odd offset for gemm_rows. Last, the
+// property the flash path relies on: O from gemm_rows is O^T from gemm_panel, transposed, bit for bit.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include <attend/detail/microkernel.hpp>
+
+namespace {
+
+using attend::Index;
+using attend::detail::KernelTraits;
+
+template <typename Acc>
+struct Aligned {
+  explicit Aligned(std::size_t n) : data(n + 64 / sizeof(Acc)) {}
+  Acc* get() {
+    auto p = reinterpret_cast<std::uintptr_t>(data.data());
+    return reinterpret_cast<Acc*>((p + 63) / 64 * 64);
+  }
+  std::vector<Acc> data;
+};
+
+template <typename Acc>
+void fill(Acc* x, std::size_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<Acc>(u(rng));
+}
+
+// C(r, c) as the kernels compute it: acc = fma(A(r, k), B(k, c), acc) for k = 0..kc-1 from 0, then
+// acc, old + acc, or fma(old, scale, acc).
+template <typename Acc>
+Acc expected(Index kc, const Acc* a, Index a_rs, Index a_cs, const Acc* b, Index ldb, Index r, Index c, Acc old,
+             const Acc* scale, bool accumulate) {
+  Acc acc = 0;
+  for (Index k = 0; k < kc; ++k) acc = std::fma(a[r * a_rs + k * a_cs], b[k * ldb + c], acc);
+  if (!accumulate) return acc;
+  return scale == nullptr ? old + acc : std::fma(old, *scale, acc);
+}
+
+enum class Form { overwrite, add, scaled };
+
+template <typename Acc>
+void check_panel(Index m, Index kc, Form form, std::mt19937& rng) {
+  constexpr Index Br = KernelTraits<Acc>::kBlockQ;
+  const Index a_rs = kc + 3;  // A is read in place through strides: rows padded, as K's rows may be
+  std::vector<Acc> a(static_cast<std::size_t>(m * a_rs));
+  Aligned<Acc> b(static_cast<std::size_t>(kc * Br)), c(static_cast<std::size_t>(m * Br)),
+      scale(static_cast<std::size_t>(Br));
+  fill(a.data(), a.size(), rng);
+  fill(b.get(), static_cast<std::size_t>(kc * Br), rng);
+  fill(c.get(), static_cast<std::size_t>(m * Br), rng);
+  fill(scale.get(), static_cast<std::size_t>(Br), rng);
+  const std::vector<Acc> old(c.get(), c.get() + m * Br);
+  const Acc* s = form == Form::scaled ? scale.get() : nullptr;
+  const bool accumulate = form != Form::overwrite;
+  attend::detail::gemm_panel<Acc>(m, kc, a.data(), a_rs, 1, b.get(), c.get(), s, accumulate);
+  for (Index r = 0; r < m; ++r) {
+    for (Index col = 0; col < Br; ++col) {
+      const Acc want = expected<Acc>(kc, a.data(), a_rs, 1, b.get(), Br, r, col, old[r * Br + col],
+                                     s == nullptr ? nullptr : s + col, accumulate);
+      ASSERT_EQ(c.get()[r * Br + col], want) << "m " << m << " kc " << kc << " at (" << r << ", " << col << ")";
+    }
+  }
+}
+
+template <typename Acc>
+void check_rows(Index m, Index n, Index kc, Form form, std::mt19937& rng) {
+  // A read as P from P^T (a_rs = 1, a_cs = Br), as the flash path does; B rows one element off
+  // alignment, with a padded stride; C rows of n.
+  constexpr Index Br = KernelTraits<Acc>::kBlockQ;
+  const Index ldb = n + 5;
+  Aligned<Acc> a(static_cast<std::size_t>(kc * Br)), b(static_cast<std::size_t>(kc * ldb + 1)),
+      c(static_cast<std::size_t>(m * n)), scale(static_cast<std::size_t>(m));
+  fill(a.get(), static_cast<std::size_t>(kc * Br), rng);
+  fill(b.get(), static_cast<std::size_t>(kc * ldb + 1), rng);
+  fill(c.get(), static_cast<std::size_t>(m * n), rng);
+  fill(scale.get(), static_cast<std::size_t>(m), rng);
+  const Acc* bb = b.get() + 1;
+  const std::vector<Acc> old(c.get(), c.get() + m * n);
+  const Acc* s = form == Form::scaled ? scale.get() : nullptr;
+  const bool accumulate = form != Form::overwrite;
+  attend::detail::gemm_rows<Acc>(m, n, kc, a.get(), 1, Br, bb, ldb, c.get(), n, s, accumulate);
+  for (Index r = 0; r < m; ++r) {
+    for (Index col = 0; col < n; ++col) {
+      const Acc want = expected<Acc>(kc, a.get(), 1, Br, bb, ldb, r, col, old[r * n + col],
+                                     s == nullptr ? nullptr : s + r, accumulate);
+      ASSERT_EQ(c.get()[r * n + col], want) << "m " << m << " n " << n << " kc " << kc << " at (" << r << ", " << col << ")";
+    }
+  }
+}
+
+template <typename Acc>
+class Microkernel : public ::testing::Test {};
+using AccTypes = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(Microkernel, AccTypes);
+
+TYPED_TEST(Microkernel, PanelMatchesFmaChainsAtEveryRowTail) {
+  std::mt19937 rng(11);
+  for (Index m : {1, 2, 3, 4, 5, 6, 7, 11, 13, 62, 64})
+    for (Index kc : {1, 7, 64})
+      for (Form f : {Form::overwrite, Form::add, Form::scaled}) check_panel<TypeParam>(m, kc, f, rng);
+}
+
+TYPED_TEST(Microkernel, RowsMatchFmaChainsAtEveryRowTailAndColumnBlock) {
+  constexpr Index cols = KernelTraits<TypeParam>::kColsPerBlock;
+  std::mt19937 rng(12);
+  for (Index m : {1, 2, 3, 4, 5, 6, 7, 11, 13, 62, 64})
+    for (Index n : {cols, 2 * cols, 3 * cols})
+      for (Index kc : {1, 7, 62})
+        for (Form f : {Form::overwrite, Form::add, Form::scaled}) check_rows<TypeParam>(m, n, kc, f, rng);
+}
+
+TYPED_TEST(Microkernel, RowsFitOnlyWholeColumnBlocks) {
+  constexpr Index cols = KernelTraits<TypeParam>::kColsPerBlock;
+  EXPECT_TRUE(attend::detail::rows_fit<TypeParam>(cols));
+  EXPECT_TRUE(attend::detail::rows_fit<TypeParam>(4 * cols));
+  EXPECT_FALSE(attend::detail::rows_fit<TypeParam>(0));
+  EXPECT_FALSE(attend::detail::rows_fit<TypeParam>(cols + 8));
+  EXPECT_FALSE(attend::detail::rows_fit<TypeParam>(cols - 1));
+}
+
+// O = α ∘ O + P · V (gemm_rows) and O^T = α ∘ O^T + V^T · P^T (gemm_panel), over two key tiles as
+// the flash loop runs them, hold the same bits: the flash path takes either, by Dv.
+TYPED_TEST(Microkernel, RowsAndPanelGiveTheSameValueProduct) {
+  using Acc = TypeParam;
+  constexpr Index Br = KernelTraits<Acc>::kBlockQ;
+  const Index Dv = KernelTraits<Acc>::kColsPerBlock * 2, nk = 37, nq = 61;
+  std::mt19937 rng(13);
+  Aligned<Acc> pt(static_cast<std::size_t>(nk * Br)), v(static_cast<std::size_t>(nk * Dv)),
+      alpha(static_cast<std::size_t>(Br)), o(static_cast<std::size_t>(Br * Dv)), ot(static_cast<std::size_t>(Dv * Br));
+  fill(alpha.get(), static_cast<std::size_t>(Br), rng);
+  for (int tile = 0; tile < 2; ++tile) {
+    fill(pt.get(), static_cast<std::size_t>(nk * Br), rng);
+    fill(v.get(), static_cast<std::size_t>(nk * Dv), rng);
+    attend::detail::gemm_rows<Acc>(nq, Dv, nk, pt.get(), 1, Br, v.get(), Dv, o.get(), Dv, alpha.get(), tile > 0);
+    attend::detail::gemm_panel<Acc>(Dv, nk, v.get(), 1, Dv, pt.get(), ot.get(), alpha.get(), tile > 0);
+  }
+  for (Index i = 0; i < nq; ++i)
+    for (Index e = 0; e < Dv; ++e) ASSERT_EQ(o.get()[i * Dv + e], ot.get()[e * Br + i]) << "(" << i << ", " << e << ")";
+}
+
+}  // namespace

@@ -32,8 +32,8 @@ struct KernelTraits {
   static constexpr int kBlockQ = 64;
   static_assert(kBlockQ % kLanes == 0, "the query tile must be a whole number of packets");
 
-  /// Keys per tile (Bc). The score tile S^T (Bc x Br floats) is 16 KiB at 64, so Q^T, S^T and O^T
-  /// (D, Bc and Dv rows of 64 floats) together take 48 KiB at D = Dv = 64: Zen 5's and Sapphire
+  /// Keys per tile (Bc). The score tile S^T (Bc x Br floats) is 16 KiB at 64, so Q^T, S^T and the
+  /// output accumulator (D, Bc and Dv times 64 floats) together take 48 KiB at D = Dv = 64: Zen 5's and Sapphire
   /// Rapids' L1D (Zen 4 has 32 KiB, so there one of them lives in L2 and the long shapes still reach
   /// 0.82-0.84 of the FMA peak). Larger tiles amortise the per-tile rescale of O but spill the score
   /// tile to L2.

@@ -30,7 +30,7 @@ struct MemEfficientScratch {
   OnlineSoftmax<Acc, Traits::kChunkQ>* softmax;
   Acc* qt;    // (D, Br)
   Acc* st;    // (Nk, Br)  all scores of the chunk, then probabilities
-  Acc* ot;    // (Dv, Br)
+  Acc* ot;    // (Dv, Br) O^T, or (Br, Dv) O (see mem_efficient_chunk)
   Acc* kbuf;  // (Bc, D)   converted keys (16-bit T only)
   Acc* vbuf;  // (Bc, Dv)  converted values (16-bit T), or finite values (careful pass, zero_weights.hpp)
 
@@ -86,16 +86,24 @@ void mem_efficient_chunk(const Problem<T>& pb, Index b, Index h, Index i0, MemEf
   w.softmax->update(w.st, j_end);
   if (pb.dropout.active) dropout_tile(pb, b, h, i0, nq, 0, j_end, w.st);
 
-  // Pass 3: O^T = V^T · P^T over all visible keys.
+  // Pass 3: O = P · V over all visible keys, with a query per row where Dv allows (as in the flash
+  // path), else O^T = V^T · P^T.
+  bool o_rows = rows_fit<Acc>(pb.Dv);
   std::fill(w.ot, w.ot + pb.Dv * Br, Acc(0));
   for (Index j0 = 0; j0 < j_end; j0 += Bc) {
     const Index nk = std::min(Bc, j_end - j0);
     Index vs = 0;
     const Acc* vt = kv_rows(pb.v, b, hk, j0, nk, w.vbuf, vs);
-    gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st + j0 * Br, w.ot, nullptr, true);
+    if (o_rows) {
+      gemm_rows<Acc>(nq, pb.Dv, nk, w.st + j0 * Br, 1, Br, vt, vs, w.ot, pb.Dv, nullptr, true);
+    } else {
+      gemm_panel<Acc>(pb.Dv, nk, vt, 1, vs, w.st + j0 * Br, w.ot, nullptr, true);
+    }
   }
-  // 0 · Inf from a value the weights hide leaves a NaN: redo the product carefully (zero_weights.hpp).
-  if (any_nan(w.ot, pb.Dv * Br)) {
+  // 0 · Inf from a value the weights hide leaves a NaN: redo the product carefully, on O^T
+  // (zero_weights.hpp).
+  if (any_nan(w.ot, o_rows ? nq * pb.Dv : pb.Dv * Br)) {
+    o_rows = false;
     std::fill(w.ot, w.ot + pb.Dv * Br, Acc(0));
     for (Index j0 = 0; j0 < j_end; j0 += Bc) {
       const Index nk = std::min(Bc, j_end - j0);
@@ -103,7 +111,11 @@ void mem_efficient_chunk(const Problem<T>& pb, Index b, Index h, Index i0, MemEf
     }
   }
 
-  write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  if (o_rows) {
+    write_row_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  } else {
+    write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  }
 }
 
 template <typename T>

@@ -75,7 +75,52 @@ EIGEN_ALWAYS_INLINE void store16_float(float* dst, __m512 x, bool stream) {
     _mm512_storeu_ps(dst, x);
   }
 }
+/// Transposes the 16 x 16 floats of b in registers: 64 two-source shuffles in four rounds (32-bit,
+/// 64-bit, then two of 128-bit lanes). Eigen 3.4's ptranspose for this block goes through 256-bit
+/// halves, about 150 instructions; the query pack is 16 such blocks per 64 x 64 tile.
+EIGEN_ALWAYS_INLINE void transpose16(Eigen::internal::PacketBlock<__m512, 16>& b) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {  // t[2i], t[2i+1]: rows 2i, 2i+1 interleaved by element
+    t[2 * i] = _mm512_unpacklo_ps(b.packet[2 * i], b.packet[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(b.packet[2 * i], b.packet[2 * i + 1]);
+  }
+  // u[4i + j], 128-bit lane l: column 4l + j of rows 4i .. 4i + 3
+  for (int i = 0; i < 4; ++i) {
+    const __m512d t0 = _mm512_castps_pd(t[4 * i]), t1 = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[4 * i + 2]), t3 = _mm512_castps_pd(t[4 * i + 3]);
+    u[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  // Column 4l + j gathers lane l of u[j], u[4 + j], u[8 + j], u[12 + j]: a 4 x 4 transpose of lanes.
+  for (int j = 0; j < 4; ++j) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);      // lanes a0 a2 b0 b2
+    const __m512 v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);      // a1 a3 b1 b3
+    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);  // c0 c2 d0 d2
+    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);  // c1 c3 d1 d3
+    b.packet[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);                   // a0 b0 c0 d0
+    b.packet[4 + j] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+    b.packet[8 + j] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+    b.packet[12 + j] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  }
+}
 #endif
+
+/// A square register transpose of one block of packets: transpose16 for AVX-512 floats, Eigen's
+/// ptranspose otherwise.
+template <typename Packet, int N>
+EIGEN_ALWAYS_INLINE void transpose_block(Eigen::internal::PacketBlock<Packet, N>& b) {
+#if defined(EIGEN_VECTORIZE_AVX512)
+  if constexpr (std::is_same_v<Packet, __m512> && N == 16) {
+    transpose16(b);
+  } else {
+    Eigen::internal::ptranspose(b);
+  }
+#else
+  Eigen::internal::ptranspose(b);
+#endif
+}
 
 /// Whether the query pack and the epilogue move T through 16 x 16 register transposes: f32, and with
 /// AVX-512 also bf16/half (load16_as_float, store16_from_float); other cases go element by element.
@@ -110,23 +155,32 @@ void pack_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, Index nq,
     const Packet scale = pset1<Packet>(pb.scale);
     // The last, partial block too (62 = 3 x 16 + 14 queries at N = 62): its missing rows are zero
     // packets, which land in the padding columns that must be zero anyway.
+    const Index qs = pb.q.stride(2);
+    const auto load_row = [&](const T* p) {
+      if constexpr (std::is_same_v<T, float>) {
+        return pmul(scale, ploadu<Packet>(p));
+      } else {
+#if defined(EIGEN_VECTORIZE_AVX512)
+        return pmul(scale, load16_as_float(p));
+#else
+        return scale;  // unreachable: kTransposeBlocks is false for 16-bit T without AVX-512
+#endif
+      }
+    };
     for (; ii0 < nq; ii0 += L) {
       const Index rows = std::min<Index>(L, nq - ii0);
+      const T* q0 = &pb.q(b, h, i0 + ii0, 0);  // the block's first query row; rows qs apart
       Index d0 = 0;
       for (; d0 + L <= pb.D; d0 += L) {
+        // Row addresses from one base and stride, and no test per row in whole blocks: computing
+        // each address through the view's four strides was a third of the pack at N = 62.
         PacketBlock<Packet, L> blk;
-        for (int r = 0; r < L; ++r) {
-          if (r >= rows) {
-            blk.packet[r] = pset1<Packet>(0.0f);
-          } else if constexpr (std::is_same_v<T, float>) {
-            blk.packet[r] = pmul(scale, ploadu<Packet>(&pb.q(b, h, i0 + ii0 + r, d0)));
-          } else {
-#if defined(EIGEN_VECTORIZE_AVX512)
-            blk.packet[r] = pmul(scale, load16_as_float(&pb.q(b, h, i0 + ii0 + r, d0)));
-#endif
-          }
+        if (rows == L) {
+          for (int r = 0; r < L; ++r) blk.packet[r] = load_row(q0 + r * qs + d0);
+        } else {
+          for (int r = 0; r < L; ++r) blk.packet[r] = r < rows ? load_row(q0 + r * qs + d0) : pset1<Packet>(Acc(0));
         }
-        ptranspose(blk);
+        transpose_block(blk);
         for (int r = 0; r < L; ++r) pstore(qt + (d0 + r) * Br + ii0, blk.packet[r]);
       }
       for (; d0 < pb.D; ++d0)
@@ -270,7 +324,7 @@ void write_tile_output(const Problem<T>& pb, Index b, Index h, Index i0, Index n
       for (; d0 + L <= pb.Dv; d0 += L) {
         PacketBlock<Packet, L> blk;
         for (int r = 0; r < L; ++r) blk.packet[r] = pload<Packet>(ot + (d0 + r) * Br + ii0);
-        ptranspose(blk);
+        transpose_block(blk);
         for (Index r = 0; r < rows; ++r) {
 #if defined(EIGEN_VECTORIZE_AVX512)
           if constexpr (std::is_same_v<T, float>) {

@@ -81,27 +81,38 @@ EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Ind
   constexpr int L = Bf16DotTraits::kLanes;
   constexpr Index ld = Bf16DotTraits::kBlockQ;
   __m512 acc[MR][NR];
+  ATTEND_UNROLL
   for (int r = 0; r < MR; ++r)
+    ATTEND_UNROLL
     for (int n = 0; n < NR; ++n) acc[r][n] = _mm512_setzero_ps();
   for (Index cc = 0; cc < kc2; ++cc) {
     __m512bh bk[NR];
+    ATTEND_UNROLL
     for (int n = 0; n < NR; ++n) bk[n] = (__m512bh)_mm512_load_si512(b + cc * ld + n * L);
     const unsigned char* ac = a + cc * a_cs;
+    ATTEND_UNROLL
     for (int r = 0; r < MR; ++r) {
       const __m512bh ar = bcast_pair(ac + r * a_rs);
+      ATTEND_UNROLL
       for (int n = 0; n < NR; ++n) acc[r][n] = _mm512_dpbf16_ps(acc[r][n], ar, bk[n]);
     }
   }
   if constexpr (kStore == Bf16Store::scaled) {
     const __m512 s = _mm512_set1_ps(scale);
+    ATTEND_UNROLL
     for (int r = 0; r < MR; ++r)
+      ATTEND_UNROLL
       for (int n = 0; n < NR; ++n) _mm512_store_ps(c + r * ld + n * L, _mm512_mul_ps(acc[r][n], s));
   } else if constexpr (kStore == Bf16Store::overwrite) {
+    ATTEND_UNROLL
     for (int r = 0; r < MR; ++r)
+      ATTEND_UNROLL
       for (int n = 0; n < NR; ++n) _mm512_store_ps(c + r * ld + n * L, acc[r][n]);
   } else {
+    ATTEND_UNROLL
     for (int n = 0; n < NR; ++n) {
       const __m512 al = _mm512_load_ps(col_scale + n * L);
+      ATTEND_UNROLL
       for (int r = 0; r < MR; ++r) {
         float* cp = c + r * ld + n * L;
         _mm512_store_ps(cp, _mm512_fmadd_ps(_mm512_load_ps(cp), al, acc[r][n]));

@@ -15,6 +15,18 @@
 #define ATTEND_KERNEL_BLOCK_K 64
 #endif
 
+/// Unrolls the next loop completely: loops over a register block's rows and packets, so that the
+/// accumulator arrays they index stay in registers. GCC 12 peels at most 16 iterations on its own
+/// (max-completely-peel-times), and a 6 x 4 block has 24: it then kept the accumulators on the stack,
+/// about 100 extra loads and stores per block of 1500 multiply-adds.
+#if defined(__clang__)
+#define ATTEND_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define ATTEND_UNROLL _Pragma("GCC unroll 16")
+#else
+#define ATTEND_UNROLL
+#endif
+
 namespace attend {
 namespace detail {
 

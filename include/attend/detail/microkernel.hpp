@@ -43,11 +43,14 @@ EIGEN_ALWAYS_INLINE void micro_block(Index kc, const Acc* a, Index a_rs, Index a
   using Eigen::internal::pstore;
 
   Packet acc[MR][NR];
+  ATTEND_UNROLL
   for (int r = 0; r < MR; ++r)
+    ATTEND_UNROLL
     for (int n = 0; n < NR; ++n) acc[r][n] = pset1<Packet>(Acc(0));
 
   for (Index k = 0; k < kc; ++k) {
     Packet bk[NR];
+    ATTEND_UNROLL
     for (int n = 0; n < NR; ++n) {
       if constexpr (kScale == ScaleBy::column) {
         bk[n] = pload<Packet>(b + k * ldb + n * L);
@@ -56,8 +59,10 @@ EIGEN_ALWAYS_INLINE void micro_block(Index kc, const Acc* a, Index a_rs, Index a
       }
     }
     const Acc* ak = a + k * a_cs;
+    ATTEND_UNROLL
     for (int r = 0; r < MR; ++r) {
       const Packet ar = pset1<Packet>(ak[r * a_rs]);
+      ATTEND_UNROLL
       for (int n = 0; n < NR; ++n) acc[r][n] = pmadd(ar, bk[n], acc[r][n]);
     }
   }
@@ -67,16 +72,22 @@ EIGEN_ALWAYS_INLINE void micro_block(Index kc, const Acc* a, Index a_rs, Index a
   // and acc[][] on the stack: zeroed there, spilled after the k loop and read back, about 100
   // instructions per block of 1500 FMAs.
   if (!accumulate) {
+    ATTEND_UNROLL
     for (int r = 0; r < MR; ++r)
+      ATTEND_UNROLL
       for (int n = 0; n < NR; ++n) pstore(c + r * ldc + n * L, acc[r][n]);
   } else if (scale == nullptr) {
+    ATTEND_UNROLL
     for (int r = 0; r < MR; ++r)
+      ATTEND_UNROLL
       for (int n = 0; n < NR; ++n) pstore(c + r * ldc + n * L, padd(pload<Packet>(c + r * ldc + n * L), acc[r][n]));
   } else {
     // One explicit FMA, not a multiply and an add that the compiler may or may not contract: the
     // careful re-run (zero_weights.hpp) goes through another instantiation of this code and must
     // round exactly as the fast path did.
+    ATTEND_UNROLL
     for (int r = 0; r < MR; ++r) {
+      ATTEND_UNROLL
       for (int n = 0; n < NR; ++n) {
         Acc* cp = c + r * ldc + n * L;
         const Packet factor = kScale == ScaleBy::column ? pload<Packet>(scale + n * L) : pset1<Packet>(scale[r]);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -127,6 +128,31 @@ TYPED_TEST(Microkernel, RowsFitOnlyWholeColumnBlocks) {
   EXPECT_FALSE(attend::detail::rows_fit<TypeParam>(0));
   EXPECT_FALSE(attend::detail::rows_fit<TypeParam>(cols + 8));
   EXPECT_FALSE(attend::detail::rows_fit<TypeParam>(cols - 1));
+}
+
+// The step hook runs hook_calls(full blocks, kc) times: spread_over divides the prefetches by it.
+TYPED_TEST(Microkernel, StepHookRunsAsOftenAsHookCallsSays) {
+  using Acc = TypeParam;
+  constexpr Index Br = KernelTraits<Acc>::kBlockQ, MR = KernelTraits<Acc>::kRegM;
+  constexpr Index cols = KernelTraits<Acc>::kColsPerBlock;
+  std::mt19937 rng(14);
+  for (Index m : {Index(1), MR - 1, MR, MR + 1, Index(62), Index(64)}) {
+    for (Index kc : {Index(1), Index(7), Index(8), Index(9), Index(62), Index(64)}) {
+      Aligned<Acc> a(static_cast<std::size_t>(m * kc + kc * Br)), b(static_cast<std::size_t>(kc * 2 * cols)),
+          c(static_cast<std::size_t>(m * std::max(Br, 2 * cols)));
+      fill(a.get(), static_cast<std::size_t>(m * kc + kc * Br), rng);
+      fill(b.get(), static_cast<std::size_t>(kc * 2 * cols), rng);
+      Index calls = 0;
+      const auto count = [&calls] { ++calls; };
+      attend::detail::gemm_panel<Acc>(m, kc, a.get(), kc, 1, b.get(), c.get(), nullptr, false, count);
+      EXPECT_EQ(calls, attend::detail::hook_calls(m / MR * KernelTraits<Acc>::kColBlocks, kc))
+          << "gemm_panel m " << m << " kc " << kc;
+      calls = 0;
+      attend::detail::gemm_rows<Acc>(m, 2 * cols, kc, a.get(), 1, Br, b.get(), 2 * cols, c.get(), 2 * cols, nullptr,
+                                     false, count);
+      EXPECT_EQ(calls, attend::detail::hook_calls(2 * (m / MR), kc)) << "gemm_rows m " << m << " kc " << kc;
+    }
+  }
 }
 
 // O = α ∘ O + P · V (gemm_rows) and O^T = α ∘ O^T + V^T · P^T (gemm_panel), over two key tiles as

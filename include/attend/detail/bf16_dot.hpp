@@ -61,6 +61,11 @@ struct Bf16DotTraits {
   static_assert(kRegM * kRegN >= 12, "vdpbf16ps has 6 cycles of latency at 2 per cycle: 12 chains hide it");
 };
 
+/// Steps of the pair loop between two calls of a hook: kHookSteps values of k (hook_calls counts
+/// them in values of k, so it holds for these blocks too).
+constexpr Index kHookPairs = kHookSteps / 2;
+static_assert(kHookPairs >= 1 && (kHookPairs & (kHookPairs - 1)) == 0, "the hook interval must be a power of two");
+
 /// One bf16 pair (4 bytes, any alignment) broadcast to every lane.
 EIGEN_ALWAYS_INLINE __m512bh bcast_pair(const unsigned char* p) {
   std::uint32_t x;
@@ -74,9 +79,10 @@ enum class Bf16Store { scaled, overwrite, rescale_add };
 
 /// C (MR x Br) from Σ_c A(r, c) · B(c, :) over kc2 pairs; A(r, c) is the pair at a + r·a_rs + c·a_cs
 /// (bytes), B is kc2 rows of Br pairs, C has leading dimension Br.
-template <int MR, Bf16Store kStore>
+template <int MR, Bf16Store kStore, typename Hook = NoHook>
 EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Index a_rs, Index a_cs,
-                                          const std::uint32_t* b, float* c, const float* col_scale, float scale) {
+                                          const std::uint32_t* b, float* c, const float* col_scale, float scale,
+                                          const Hook& step = {}) {
   constexpr int NR = Bf16DotTraits::kRegN;
   constexpr int L = Bf16DotTraits::kLanes;
   constexpr Index ld = Bf16DotTraits::kBlockQ;
@@ -96,6 +102,7 @@ EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Ind
       ATTEND_UNROLL
       for (int n = 0; n < NR; ++n) acc[r][n] = _mm512_dpbf16_ps(acc[r][n], ar, bk[n]);
     }
+    if ((cc & (kHookPairs - 1)) == kHookPairs - 1) step();  // every kHookSteps values of k, as in micro_block
   }
   if constexpr (kStore == Bf16Store::scaled) {
     const __m512 s = _mm512_set1_ps(scale);
@@ -123,16 +130,15 @@ EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Ind
 
 /// C (m x Br) = scale · A · B (scaled), A · B (overwrite) or col_scale ∘ C + A · B (rescale_add), A (m x kc2 pairs)
 /// through byte strides, B (kc2 x Br pairs). Rows past a multiple of 6 take a narrower block.
-/// `between()` runs after each full register block, as in gemm_panel.
+/// `step()` runs inside each full register block every kHookPairs pairs, as in gemm_panel.
 template <Bf16Store kStore, typename Hook = NoHook>
 void bf16_gemm_panel(Index m, Index kc2, const unsigned char* a, Index a_rs, Index a_cs, const std::uint32_t* b,
-                     float* c, const float* col_scale, float scale, Hook between = {}) {
+                     float* c, const float* col_scale, float scale, Hook step = {}) {
   constexpr int MR = Bf16DotTraits::kRegM;
   constexpr Index ld = Bf16DotTraits::kBlockQ;
   Index r0 = 0;
   for (; r0 + MR <= m; r0 += MR) {
-    bf16_micro_block<MR, kStore>(kc2, a + r0 * a_rs, a_rs, a_cs, b, c + r0 * ld, col_scale, scale);
-    between();
+    bf16_micro_block<MR, kStore>(kc2, a + r0 * a_rs, a_rs, a_cs, b, c + r0 * ld, col_scale, scale, step);
   }
   const unsigned char* ar = a + r0 * a_rs;
   float* cr = c + r0 * ld;

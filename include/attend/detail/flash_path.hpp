@@ -87,8 +87,8 @@ struct FlashScratch {
 };
 
 /// One query tile of one (b, h): the whole FlashAttention-2 loop. `next` (optional) holds the lines
-/// the worker's next tile starts with; they are requested a few at a time between the register
-/// blocks of the first key tile's two products. `careful` is the re-run of a tile whose accumulator
+/// the worker's next tile starts with; they are requested a few at a time inside the register
+/// blocks of the first key tile's two products (every kHookSteps steps of k). `careful` is the re-run of a tile whose accumulator
 /// came out with a NaN (zero_weights.hpp): zero weights then skip their values.
 template <typename T>
 void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScratch<T>& w,
@@ -119,10 +119,12 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
     const Acc* kt = kv_rows(pb.k, b, hk, j0, nk, w.kbuf, ks);  // (nk, D), row stride ks
 
     // The next tile's lines, spread over this key tile's full register blocks (a 62 x 62 tile at
-    // D = 64: 20 blocks for 744 lines of q, k and v).
-    constexpr Index MR = KernelTraits<Acc>::kRegM;
-    const Index value_blocks = o_rows ? nq / MR * (pb.Dv / KernelTraits<Acc>::kColsPerBlock) : pb.Dv / MR;
-    const auto hand_out = spread_over(next, nk / MR + value_blocks);
+    // D = 64: 20 blocks, 150 hook calls for 744 lines of q, k and v, so 5 lines at a time).
+    using Traits = KernelTraits<Acc>;
+    constexpr Index MR = Traits::kRegM;
+    const Index score_blocks = nk / MR * Traits::kColBlocks;  // full register blocks of gemm_panel
+    const Index value_blocks = o_rows ? nq / MR * (pb.Dv / Traits::kColsPerBlock) : pb.Dv / MR * Traits::kColBlocks;
+    const auto hand_out = spread_over(next, hook_calls(score_blocks, pb.D) + hook_calls(value_blocks, nk));
 
     // S^T = K_j · Q^T: A(r = key, c = d) = kt[r * ks + c]
     gemm_panel<Acc>(nk, pb.D, kt, ks, 1, w.qt, w.st, nullptr, false, hand_out);
@@ -182,7 +184,7 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
     const auto* kt = reinterpret_cast<const unsigned char*>(&pb.k(b, hk, j0, 0));
     // The next tile's lines, spread over the full register blocks as in flash_query_tile.
     constexpr Index MR = Bf16DotTraits::kRegM;
-    const auto hand_out = spread_over(next, nk / MR + Dv / MR);
+    const auto hand_out = spread_over(next, hook_calls(nk / MR, pb.D) + hook_calls(Dv / MR, 2 * ((nk + 1) / 2)));
     bf16_gemm_panel<Bf16Store::scaled>(nk, D2, kt, ks_bytes, 4, w.qp, w.st, nullptr, pb.scale, hand_out);
     if (needs_mask || pb.causal != Causal::none) mask_score_tile(pb, b, h, i0, nq, j0, nk, w.st);
     w.softmax->update(w.st, nk);

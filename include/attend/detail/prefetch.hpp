@@ -6,11 +6,14 @@
 // A kernel that streams its inputs from DRAM waits on memory unless requests are in flight ahead of
 // it. Requesting a whole next work item at once does not achieve that: on Zen 4 a burst of a few
 // hundred prefetches fills the core's miss buffers, and every load behind the burst waits for them.
-// The same requests handed out a few at a time between register blocks overlap with the arithmetic.
-// Measured on one Zen 4 thread: the decode kernel (DecodeTraits::kPrefetchKeys) went from 88-92 to
-// 66-72 ns per key, and a BS-RoFormer frequency-axis tile (62 x 62, D = 64, B = 801, H = 8: 101 MB
-// of q, k and v per call) from 17.0 to 13.7 us, where the same tile takes 12.6 us with its data in
-// cache. (The old burst was one prefetcht0 per line of the next tile, issued before the tile.)
+// The same requests handed out a few at a time, interleaved with the multiply-adds, overlap with the
+// arithmetic. Measured on one Zen 4 thread: the decode kernel (DecodeTraits::kPrefetchKeys) went from
+// 88-92 to 66-72 ns per key, and a BS-RoFormer frequency-axis tile (62 x 62, D = 64, B = 801, H = 8:
+// 101 MB of q, k and v per call) from 17.0 to 13.7 us with the lines handed out between register
+// blocks, where the same tile then took 12.6 us with its data in cache. (The old burst was one
+// prefetcht0 per line of the next tile, issued before the tile.) Later, with faster tiles (10.8 us in
+// cache), 5 lines every 8 steps of k inside the blocks instead of 38 after each took it from
+// 12.9-13.1 to 11.5-11.9 us (microkernel.hpp, kHookSteps).
 
 #include <algorithm>  // std::min
 
@@ -88,13 +91,14 @@ class LinePrefetcher {
   const char* row_end_ = nullptr;
 };
 
-/// A between-blocks hook for gemm_panel and bf16_gemm_panel that hands out `next`'s lines evenly
-/// over `blocks` register blocks (nothing when `next` is null or empty).
-inline auto spread_over(LinePrefetcher* next, Index blocks) {
+/// A hook for gemm_panel, gemm_rows and bf16_gemm_panel that hands out `next`'s lines evenly over
+/// `calls` calls (hook_calls counts them; nothing when `next` is null or empty). Lines left over
+/// when the calls run out are the caller's to drain.
+inline auto spread_over(LinePrefetcher* next, Index calls) {
   const Index left = next == nullptr ? 0 : next->remaining();
-  const Index per_block = left == 0 ? 0 : (left + blocks - 1) / std::max<Index>(1, blocks);
-  return [next, per_block] {
-    if (per_block > 0) next->issue(per_block);
+  const Index per_call = left == 0 ? 0 : (left + calls - 1) / std::max<Index>(1, calls);
+  return [next, per_call] {
+    if (per_call > 0) next->issue(per_call);
   };
 }
 

@@ -21,6 +21,7 @@
 
 #include <cstdint>  // std::uint32_t, std::uint16_t
 #include <cstring>  // std::memcpy
+#include <type_traits>  // std::integral_constant
 
 #include <Eigen/Core>
 
@@ -77,15 +78,16 @@ EIGEN_ALWAYS_INLINE __m512bh bcast_pair(const unsigned char* p) {
 /// tile) or rescaled and added to.
 enum class Bf16Store { scaled, overwrite, rescale_add };
 
-/// C (MR x Br) from Σ_c A(r, c) · B(c, :) over kc2 pairs; A(r, c) is the pair at a + r·a_rs + c·a_cs
-/// (bytes), B is kc2 rows of Br pairs, C has leading dimension Br.
-template <int MR, Bf16Store kStore, typename Hook = NoHook>
+/// C (MR x 64) from Σ_c A(r, c) · B(c, :) over kc2 pairs; A(r, c) is the pair at a + r·a_rs + c·a_cs
+/// (bytes), B is kc2 rows of pairs, ldb apart; C rows are ldc apart. rescale_add takes one factor per
+/// column (ScaleBy::column: `factors` points at the block's first column) or per row (ScaleBy::row).
+/// `step()` runs every kHookPairs pairs.
+template <int MR, Bf16Store kStore, ScaleBy kScale = ScaleBy::column, typename Hook = NoHook>
 EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Index a_rs, Index a_cs,
-                                          const std::uint32_t* b, float* c, const float* col_scale, float scale,
-                                          const Hook& step = {}) {
+                                          const std::uint32_t* b, Index ldb, float* c, Index ldc, const float* factors,
+                                          float scale, const Hook& step = {}) {
   constexpr int NR = Bf16DotTraits::kRegN;
   constexpr int L = Bf16DotTraits::kLanes;
-  constexpr Index ld = Bf16DotTraits::kBlockQ;
   __m512 acc[MR][NR];
   ATTEND_UNROLL
   for (int r = 0; r < MR; ++r)
@@ -94,7 +96,7 @@ EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Ind
   for (Index cc = 0; cc < kc2; ++cc) {
     __m512bh bk[NR];
     ATTEND_UNROLL
-    for (int n = 0; n < NR; ++n) bk[n] = (__m512bh)_mm512_load_si512(b + cc * ld + n * L);
+    for (int n = 0; n < NR; ++n) bk[n] = (__m512bh)_mm512_loadu_si512(b + cc * ldb + n * L);
     const unsigned char* ac = a + cc * a_cs;
     ATTEND_UNROLL
     for (int r = 0; r < MR; ++r) {
@@ -109,22 +111,39 @@ EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Ind
     ATTEND_UNROLL
     for (int r = 0; r < MR; ++r)
       ATTEND_UNROLL
-      for (int n = 0; n < NR; ++n) _mm512_store_ps(c + r * ld + n * L, _mm512_mul_ps(acc[r][n], s));
+      for (int n = 0; n < NR; ++n) _mm512_store_ps(c + r * ldc + n * L, _mm512_mul_ps(acc[r][n], s));
   } else if constexpr (kStore == Bf16Store::overwrite) {
     ATTEND_UNROLL
     for (int r = 0; r < MR; ++r)
       ATTEND_UNROLL
-      for (int n = 0; n < NR; ++n) _mm512_store_ps(c + r * ld + n * L, acc[r][n]);
+      for (int n = 0; n < NR; ++n) _mm512_store_ps(c + r * ldc + n * L, acc[r][n]);
   } else {
     ATTEND_UNROLL
-    for (int n = 0; n < NR; ++n) {
-      const __m512 al = _mm512_load_ps(col_scale + n * L);
+    for (int r = 0; r < MR; ++r) {
       ATTEND_UNROLL
-      for (int r = 0; r < MR; ++r) {
-        float* cp = c + r * ld + n * L;
+      for (int n = 0; n < NR; ++n) {
+        float* cp = c + r * ldc + n * L;
+        const __m512 al = kScale == ScaleBy::column ? _mm512_load_ps(factors + n * L) : _mm512_set1_ps(factors[r]);
         _mm512_store_ps(cp, _mm512_fmadd_ps(_mm512_load_ps(cp), al, acc[r][n]));
       }
     }
+  }
+}
+
+/// Runs f(std::integral_constant<int, R>{}, r0) over rows [0, m) in blocks of R = kRegM rows, then
+/// once with R = 1..5 for the rows left.
+template <typename F>
+EIGEN_ALWAYS_INLINE void bf16_row_blocks(Index m, F&& f) {
+  constexpr int MR = Bf16DotTraits::kRegM;
+  Index r0 = 0;
+  for (; r0 + MR <= m; r0 += MR) f(std::integral_constant<int, MR>{}, r0);
+  switch (m - r0) {
+    case 0: break;
+    case 1: f(std::integral_constant<int, 1>{}, r0); break;
+    case 2: f(std::integral_constant<int, 2>{}, r0); break;
+    case 3: f(std::integral_constant<int, 3>{}, r0); break;
+    case 4: f(std::integral_constant<int, 4>{}, r0); break;
+    default: f(std::integral_constant<int, 5>{}, r0); break;
   }
 }
 
@@ -136,19 +155,38 @@ void bf16_gemm_panel(Index m, Index kc2, const unsigned char* a, Index a_rs, Ind
                      float* c, const float* col_scale, float scale, Hook step = {}) {
   constexpr int MR = Bf16DotTraits::kRegM;
   constexpr Index ld = Bf16DotTraits::kBlockQ;
-  Index r0 = 0;
-  for (; r0 + MR <= m; r0 += MR) {
-    bf16_micro_block<MR, kStore>(kc2, a + r0 * a_rs, a_rs, a_cs, b, c + r0 * ld, col_scale, scale, step);
-  }
-  const unsigned char* ar = a + r0 * a_rs;
-  float* cr = c + r0 * ld;
-  switch (m - r0) {
-    case 0: break;
-    case 1: bf16_micro_block<1, kStore>(kc2, ar, a_rs, a_cs, b, cr, col_scale, scale); break;
-    case 2: bf16_micro_block<2, kStore>(kc2, ar, a_rs, a_cs, b, cr, col_scale, scale); break;
-    case 3: bf16_micro_block<3, kStore>(kc2, ar, a_rs, a_cs, b, cr, col_scale, scale); break;
-    case 4: bf16_micro_block<4, kStore>(kc2, ar, a_rs, a_cs, b, cr, col_scale, scale); break;
-    default: bf16_micro_block<5, kStore>(kc2, ar, a_rs, a_cs, b, cr, col_scale, scale); break;
+  bf16_row_blocks(m, [&](auto rows, Index r0) {
+    constexpr int R = decltype(rows)::value;
+    const unsigned char* ar = a + r0 * a_rs;
+    if constexpr (R == MR) {
+      bf16_micro_block<R, kStore>(kc2, ar, a_rs, a_cs, b, ld, c + r0 * ld, ld, col_scale, scale, step);
+    } else {
+      bf16_micro_block<R, kStore>(kc2, ar, a_rs, a_cs, b, ld, c + r0 * ld, ld, col_scale, scale);
+    }
+  });
+}
+
+/// C (m x n) = A · B (overwrite) or row_scale ∘ C + A · B (rescale_add), B (kc2 x n pairs, rows ldb
+/// apart), C rows ldc apart; n a multiple of 64 (rows_fit<float>). The flash path's O = α ∘ O + P · V
+/// with A = Pp read as (query, pair of keys) and B = Vp: O has a query per row, as in gemm_rows.
+template <Bf16Store kStore, typename Hook = NoHook>
+void bf16_gemm_rows(Index m, Index n, Index kc2, const unsigned char* a, Index a_rs, Index a_cs,
+                    const std::uint32_t* b, Index ldb, float* c, Index ldc, const float* row_scale, Hook step = {}) {
+  static_assert(kStore != Bf16Store::scaled, "bf16_gemm_rows computes the value product only");
+  constexpr int MR = Bf16DotTraits::kRegM;
+  constexpr Index kCols = Bf16DotTraits::kRegN * Bf16DotTraits::kLanes;
+  for (Index n0 = 0; n0 < n; n0 += kCols) {
+    bf16_row_blocks(m, [&](auto rows, Index r0) {
+      constexpr int R = decltype(rows)::value;
+      const unsigned char* ar = a + r0 * a_rs;
+      float* cr = c + r0 * ldc + n0;
+      const float* sr = row_scale == nullptr ? nullptr : row_scale + r0;
+      if constexpr (R == MR) {
+        bf16_micro_block<R, kStore, ScaleBy::row>(kc2, ar, a_rs, a_cs, b + n0, ldb, cr, ldc, sr, 1.0f, step);
+      } else {
+        bf16_micro_block<R, kStore, ScaleBy::row>(kc2, ar, a_rs, a_cs, b + n0, ldb, cr, ldc, sr, 1.0f);
+      }
+    });
   }
 }
 

@@ -177,6 +177,7 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
   w.softmax->reset();
   const Index j_end = visible_key_end(pb, i0, nq);
   if (careful || j_end <= 0) std::fill(w.ot, w.ot + Dv * Br, 0.0f);  // as in flash_query_tile
+  const bool o_rows = !careful && rows_fit<float>(Dv);                // O or O^T, as in flash_query_tile
 
   for (Index j0 = 0; j0 < j_end; j0 += Bc) {
     const Index nk = std::min(Bc, j_end - j0);
@@ -184,22 +185,32 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
     const auto* kt = reinterpret_cast<const unsigned char*>(&pb.k(b, hk, j0, 0));
     // The next tile's lines, spread over the full register blocks as in flash_query_tile.
     constexpr Index MR = Bf16DotTraits::kRegM;
-    const auto hand_out = spread_over(next, hook_calls(nk / MR, pb.D) + hook_calls(Dv / MR, 2 * ((nk + 1) / 2)));
+    const Index value_blocks = o_rows ? nq / MR * (Dv / KernelTraits<float>::kColsPerBlock) : Dv / MR;
+    const auto hand_out = spread_over(next, hook_calls(nk / MR, pb.D) + hook_calls(value_blocks, 2 * ((nk + 1) / 2)));
     bf16_gemm_panel<Bf16Store::scaled>(nk, D2, kt, ks_bytes, 4, w.qp, w.st, nullptr, pb.scale, hand_out);
     if (needs_mask || pb.causal != Causal::none) mask_score_tile(pb, b, h, i0, nq, j0, nk, w.st);
     w.softmax->update(w.st, nk);
     if (pb.dropout.active) dropout_tile(pb, b, h, i0, nq, j0, nk, w.st);
 
-    // O^T = α ∘ O^T + V_j^T · P^T: A(r = e, c = pair of keys) at byte 4e + 4·Dv·c of Vp
     pack_probability_pairs(w.st, nk, w.pp);
     const bool dirty = pack_value_pairs(&pb.v(b, hk, j0, 0), pb.v.stride(2), nk, Dv, w.vp, careful);
     if (careful) forget_nonfinite_where_rescale_is_zero<static_cast<int>(Br)>(w.ot, Dv, w.softmax->rescale);
     const auto* vp = reinterpret_cast<const unsigned char*>(w.vp);
-    if (j0 == 0 && !careful) {
-      bf16_gemm_panel<Bf16Store::overwrite>(Dv, (nk + 1) / 2, vp, 4, 4 * Dv, w.pp, w.ot, nullptr, 1.0f, hand_out);
+    const Index nk2 = (nk + 1) / 2;
+    if (o_rows) {
+      // O = α ∘ O + P · V_j: A(r = query, c = pair of keys) at byte 4r + 4·Br·c of Pp, B = Vp
+      const auto* pp = reinterpret_cast<const unsigned char*>(w.pp);
+      if (j0 == 0) {
+        bf16_gemm_rows<Bf16Store::overwrite>(nq, Dv, nk2, pp, 4, 4 * Br, w.vp, Dv, w.ot, Dv, nullptr, hand_out);
+      } else {
+        bf16_gemm_rows<Bf16Store::rescale_add>(nq, Dv, nk2, pp, 4, 4 * Br, w.vp, Dv, w.ot, Dv, w.softmax->rescale,
+                                               hand_out);
+      }
+    } else if (j0 == 0 && !careful) {
+      // O^T = α ∘ O^T + V_j^T · P^T: A(r = e, c = pair of keys) at byte 4e + 4·Dv·c of Vp
+      bf16_gemm_panel<Bf16Store::overwrite>(Dv, nk2, vp, 4, 4 * Dv, w.pp, w.ot, nullptr, 1.0f, hand_out);
     } else {
-      bf16_gemm_panel<Bf16Store::rescale_add>(Dv, (nk + 1) / 2, vp, 4, 4 * Dv, w.pp, w.ot, w.softmax->rescale, 1.0f,
-                                              hand_out);
+      bf16_gemm_panel<Bf16Store::rescale_add>(Dv, nk2, vp, 4, 4 * Dv, w.pp, w.ot, w.softmax->rescale, 1.0f, hand_out);
     }
     if (next != nullptr) next->drain();
     if (dirty) {  // the non-finite values' own terms, where the (rounded) weight is not 0
@@ -216,8 +227,12 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
     }
   }
   if (next != nullptr) next->drain();  // no visible key
-  if (!careful && any_nan(w.ot, Dv * Br)) return flash_query_tile_bf16(pb, b, h, i0, w, nullptr, true);
-  write_tile_output<Eigen::bfloat16, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  if (!careful && any_nan(w.ot, o_rows ? nq * Dv : Dv * Br)) return flash_query_tile_bf16(pb, b, h, i0, w, nullptr, true);
+  if (o_rows) {
+    write_row_output<Eigen::bfloat16, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  } else {
+    write_tile_output<Eigen::bfloat16, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  }
 }
 #endif
 

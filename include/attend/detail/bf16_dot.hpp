@@ -28,6 +28,7 @@
 #include "attend/detail/kernel_traits.hpp"
 #include "attend/detail/microkernel.hpp"
 #include "attend/detail/problem.hpp"
+#include "attend/detail/tiles.hpp"
 
 #if defined(EIGEN_VECTORIZE_AVX512) && defined(__AVX512BF16__) && defined(__AVX512BW__)
 #define ATTEND_HAVE_BF16_DOT 1
@@ -198,15 +199,22 @@ inline void pack_query_pairs(const Problem<Eigen::bfloat16>& pb, Index b, Index 
   constexpr Index Br = Bf16DotTraits::kBlockQ;
   constexpr int L = Bf16DotTraits::kLanes;
   const Index D2 = pb.D / 2;
+  // Rows from one base and stride (bytes), as in pack_query_tile.
+  const Index qs = pb.q.stride(2) * static_cast<Index>(sizeof(Eigen::bfloat16));
   for (Index ii0 = 0; ii0 < Br; ii0 += L) {
     const Index rows = std::max<Index>(0, std::min<Index>(L, nq - ii0));
-    auto row = [&](Index r) { return reinterpret_cast<const unsigned char*>(&pb.q(b, h, i0 + ii0 + r, 0)); };
+    const auto* q0 = rows > 0 ? reinterpret_cast<const unsigned char*>(&pb.q(b, h, i0 + ii0, 0)) : nullptr;
+    auto row = [&](Index r) { return q0 + r * qs; };
     Index c0 = 0;
     for (; c0 + L <= D2; c0 += L) {
       PacketBlock<Packet16f, L> blk;
-      for (int r = 0; r < L; ++r)
-        blk.packet[r] = r < rows ? _mm512_castsi512_ps(_mm512_loadu_si512(row(r) + 4 * c0)) : _mm512_setzero_ps();
-      ptranspose(blk);
+      if (rows == L) {
+        for (int r = 0; r < L; ++r) blk.packet[r] = _mm512_castsi512_ps(_mm512_loadu_si512(row(r) + 4 * c0));
+      } else {
+        for (int r = 0; r < L; ++r)
+          blk.packet[r] = r < rows ? _mm512_castsi512_ps(_mm512_loadu_si512(row(r) + 4 * c0)) : _mm512_setzero_ps();
+      }
+      transpose_block(blk);
       for (int r = 0; r < L; ++r) _mm512_store_ps(reinterpret_cast<float*>(qp + (c0 + r) * Br + ii0), blk.packet[r]);
     }
     for (; c0 < D2; ++c0) {

@@ -22,7 +22,7 @@ BEGIN, END = "<!-- perf:begin -->", "<!-- perf:end -->"
 # (heading, report.py arguments, compare.py arguments or None)
 SESSIONS = [
     ("2-core AMD Zen 4 (AVX-512 with AVX512_BF16; this project's development and CI machine), every path and type, 1 and 2 threads",
-     ["--util", "--prefer-util", "results/zen4_2core_s3.json", "results/zen4_2core_s3_rerun.json"], None),
+     ["--util", "--prefer-util", "results/zen4_2core_s4.json", "results/zen4_2core_s4_rerun.json"], None),
     ("16-core Intel Xeon, session 2 (the first session's final kernels: before bf16 products and streamed outputs), 1, 2 and 16 threads",
      ["results/xeon16_s2_attend.json"], ["results/xeon16_s2_attend.json", "results/xeon16_s2_torch.txt"]),
     ("16-core Intel Xeon, session 1 (earlier kernels; a quieter host at 16 threads)",

@@ -18,7 +18,7 @@
 # that has matplotlib, /usr/bin/python3 first), MACHINE (the name in the titles; default "2-core AMD
 # Zen 4", the machine of the committed files: set it when you sweep elsewhere),
 # SWEEP_JSON (default bench/results/zen4_2core_scaling.json), THROUGHPUT_JSON (space-separated;
-# default bench/results/zen4_2core_s3.json and, if present, bench/results/zen4_2core_s3_rerun.json;
+# default bench/results/zen4_2core_s4.json and, if present, bench/results/zen4_2core_s4_rerun.json;
 # each row's quietest run is kept).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,7 +35,7 @@ jobs="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 machine="${MACHINE:-2-core AMD Zen 4}"
 sweep_json="${SWEEP_JSON:-bench/results/zen4_2core_scaling.json}"
 # shellcheck disable=SC2206  # a list of files on purpose
-throughput_json=(${THROUGHPUT_JSON:-bench/results/zen4_2core_s3.json bench/results/zen4_2core_s3_rerun.json})
+throughput_json=(${THROUGHPUT_JSON:-bench/results/zen4_2core_s4.json bench/results/zen4_2core_s4_rerun.json})
 # A rerun file exists only when some row shared its cores: keep the files that exist.
 existing=()
 for f in "${throughput_json[@]}"; do

@@ -21,7 +21,6 @@
 
 #include <cstdint>  // std::uint32_t, std::uint16_t
 #include <cstring>  // std::memcpy
-#include <type_traits>  // std::integral_constant
 
 #include <Eigen/Core>
 
@@ -131,23 +130,6 @@ EIGEN_ALWAYS_INLINE void bf16_micro_block(Index kc2, const unsigned char* a, Ind
   }
 }
 
-/// Runs f(std::integral_constant<int, R>{}, r0) over rows [0, m) in blocks of R = kRegM rows, then
-/// once with R = 1..5 for the rows left.
-template <typename F>
-EIGEN_ALWAYS_INLINE void bf16_row_blocks(Index m, F&& f) {
-  constexpr int MR = Bf16DotTraits::kRegM;
-  Index r0 = 0;
-  for (; r0 + MR <= m; r0 += MR) f(std::integral_constant<int, MR>{}, r0);
-  switch (m - r0) {
-    case 0: break;
-    case 1: f(std::integral_constant<int, 1>{}, r0); break;
-    case 2: f(std::integral_constant<int, 2>{}, r0); break;
-    case 3: f(std::integral_constant<int, 3>{}, r0); break;
-    case 4: f(std::integral_constant<int, 4>{}, r0); break;
-    default: f(std::integral_constant<int, 5>{}, r0); break;
-  }
-}
-
 /// C (m x Br) = scale · A · B (scaled), A · B (overwrite) or col_scale ∘ C + A · B (rescale_add), A (m x kc2 pairs)
 /// through byte strides, B (kc2 x Br pairs). Rows past a multiple of 6 take a narrower block.
 /// `step()` runs inside each full register block every kHookPairs pairs, as in gemm_panel.
@@ -156,7 +138,7 @@ void bf16_gemm_panel(Index m, Index kc2, const unsigned char* a, Index a_rs, Ind
                      float* c, const float* col_scale, float scale, Hook step = {}) {
   constexpr int MR = Bf16DotTraits::kRegM;
   constexpr Index ld = Bf16DotTraits::kBlockQ;
-  bf16_row_blocks(m, [&](auto rows, Index r0) {
+  for_register_rows<MR>(m, [&](auto rows, Index r0) ATTEND_INLINE_LAMBDA {
     constexpr int R = decltype(rows)::value;
     const unsigned char* ar = a + r0 * a_rs;
     if constexpr (R == MR) {
@@ -177,7 +159,7 @@ void bf16_gemm_rows(Index m, Index n, Index kc2, const unsigned char* a, Index a
   constexpr int MR = Bf16DotTraits::kRegM;
   constexpr Index kCols = Bf16DotTraits::kRegN * Bf16DotTraits::kLanes;
   for (Index n0 = 0; n0 < n; n0 += kCols) {
-    bf16_row_blocks(m, [&](auto rows, Index r0) {
+    for_register_rows<MR>(m, [&](auto rows, Index r0) ATTEND_INLINE_LAMBDA {
       constexpr int R = decltype(rows)::value;
       const unsigned char* ar = a + r0 * a_rs;
       float* cr = c + r0 * ldc + n0;

@@ -213,20 +213,6 @@ EIGEN_ALWAYS_INLINE void decode_pv_rows(Acc* o, Index ldo, const Acc* p, Index l
   }
 }
 
-/// Calls f(std::integral_constant<int, RB>{}, r0) over rows [0, rows) in blocks of RB = 4 rows, then
-/// once for the 1 to 3 rows left: the kernels below take RB as a template argument.
-template <typename F>
-EIGEN_ALWAYS_INLINE void for_row_blocks(Index rows, F&& f) {
-  Index r0 = 0;
-  for (; r0 + 4 <= rows; r0 += 4) f(std::integral_constant<int, 4>{}, r0);
-  switch (rows - r0) {
-    case 3: f(std::integral_constant<int, 3>{}, r0); break;
-    case 2: f(std::integral_constant<int, 2>{}, r0); break;
-    case 1: f(std::integral_constant<int, 1>{}, r0); break;
-    default: break;
-  }
-}
-
 #if defined(EIGEN_VECTORIZE_AVX512)
 /// The K and V rows of 4 keys to request into L2, a cache line at a time: line(t) requests line t
 /// of each row. The score kernel calls it once per packet of D, so that the requests interleave with
@@ -425,7 +411,7 @@ template <typename Acc>
 EIGEN_ALWAYS_INLINE void decode_chunk_pv(Acc* o, const Acc* s, const Acc* alpha, const Acc* v, Index ldv, Index nk,
                                          Index rows, Index Dv) {
   constexpr Index C = DecodeTraits::kChunk;
-  for_row_blocks(rows, [&](auto rb, Index r0) {
+  for_register_rows<4>(rows, [&](auto rb, Index r0) ATTEND_INLINE_LAMBDA {
     constexpr int RB = decltype(rb)::value;
 #if defined(EIGEN_VECTORIZE_AVX512)
     if constexpr (std::is_same_v<Acc, float>) {
@@ -487,7 +473,7 @@ EIGEN_ALWAYS_INLINE void decode_chunk_scores(const Problem<T>& pb, Index b, Inde
       }
       const Key* kp[4];
       for (Index c = 0; c < 4; ++c) kp[c] = kc + std::min(jj + c, nk - 1) * ldk;
-      for_row_blocks(rows, [&](auto rb, Index r0) {
+      for_register_rows<4>(rows, [&](auto rb, Index r0) ATTEND_INLINE_LAMBDA {
         constexpr int RB = decltype(rb)::value;
         const DecodePrefetch* first = r0 == 0 ? &pf : nullptr;  // the first row block requests the lines
 #if ATTEND_HAVE_BF16_DOT

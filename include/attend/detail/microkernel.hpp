@@ -15,6 +15,8 @@
 // packed. Each C element is the same chain of FMAs over k in both forms (the product's operands are
 // swapped, which an FMA does not see), so O and O^T hold the same bits.
 
+#include <type_traits>  // std::integral_constant
+
 #include <Eigen/Core>
 
 #include "attend/detail/kernel_traits.hpp"
@@ -115,6 +117,25 @@ EIGEN_ALWAYS_INLINE void micro_block(Index kc, const Acc* a, Index a_rs, Index a
   }
 }
 
+/// Calls f(std::integral_constant<int, R>{}, r0) over rows [0, m): R = MR for each whole block of MR
+/// rows, then once with R = m mod MR for the rows left. The register-blocked kernels take R as a
+/// template argument, so a ragged edge runs a narrower block of the same kind, never scalar code, and
+/// at most MR - 1 narrower shapes are instantiated.
+template <int MR, typename F>
+EIGEN_ALWAYS_INLINE void for_register_rows(Index m, F&& f) {
+  static_assert(MR >= 1 && MR <= 6, "for_register_rows: 1 to 6 rows per block");
+  Index r0 = 0;
+  for (; r0 + MR <= m; r0 += MR) f(std::integral_constant<int, MR>{}, r0);
+  switch (m - r0) {
+    case 1: if constexpr (MR > 1) f(std::integral_constant<int, 1>{}, r0); break;
+    case 2: if constexpr (MR > 2) f(std::integral_constant<int, 2>{}, r0); break;
+    case 3: if constexpr (MR > 3) f(std::integral_constant<int, 3>{}, r0); break;
+    case 4: if constexpr (MR > 4) f(std::integral_constant<int, 4>{}, r0); break;
+    case 5: if constexpr (MR > 5) f(std::integral_constant<int, 5>{}, r0); break;
+    default: break;
+  }
+}
+
 /// C (m x Br) = [col_scale ∘] C + A (m x kc) · B (kc x Br), with C and B of leading dimension Br.
 /// `accumulate = false` overwrites C (col_scale is then ignored). Rows past a multiple of MR go
 /// through a narrower block of the same kind, so no row is computed twice or with scalar code.
@@ -132,22 +153,15 @@ void gemm_panel(Index m, Index kc, const Acc* a, Index a_rs, Index a_cs, const A
     const Acc* bn = b + nb * kCols;
     Acc* cn = c + nb * kCols;
     const Acc* sn = col_scale == nullptr ? nullptr : col_scale + nb * kCols;
-    Index r0 = 0;
-    for (; r0 + MR <= m; r0 += MR) {
-      micro_block<MR, NR>(kc, a + r0 * a_rs, a_rs, a_cs, bn, ld, cn + r0 * ld, ld, sn, accumulate, step);
-    }
-    const Index rest = m - r0;
-    const Acc* ar = a + r0 * a_rs;
-    Acc* cr = cn + r0 * ld;
-    // Tails: MR is at most 6, so at most five narrower shapes are ever instantiated.
-    switch (rest) {
-      case 0: break;
-      case 1: micro_block<1, NR>(kc, ar, a_rs, a_cs, bn, ld, cr, ld, sn, accumulate); break;
-      case 2: micro_block<(MR > 2 ? 2 : 1), NR>(kc, ar, a_rs, a_cs, bn, ld, cr, ld, sn, accumulate); break;
-      case 3: micro_block<(MR > 3 ? 3 : 1), NR>(kc, ar, a_rs, a_cs, bn, ld, cr, ld, sn, accumulate); break;
-      case 4: micro_block<(MR > 4 ? 4 : 1), NR>(kc, ar, a_rs, a_cs, bn, ld, cr, ld, sn, accumulate); break;
-      default: micro_block<(MR > 5 ? 5 : 1), NR>(kc, ar, a_rs, a_cs, bn, ld, cr, ld, sn, accumulate); break;
-    }
+    for_register_rows<MR>(m, [&](auto rows, Index r0) ATTEND_INLINE_LAMBDA {
+      constexpr int R = decltype(rows)::value;
+      const Acc* ar = a + r0 * a_rs;
+      if constexpr (R == MR) {
+        micro_block<R, NR>(kc, ar, a_rs, a_cs, bn, ld, cn + r0 * ld, ld, sn, accumulate, step);
+      } else {
+        micro_block<R, NR>(kc, ar, a_rs, a_cs, bn, ld, cn + r0 * ld, ld, sn, accumulate);
+      }
+    });
   }
 }
 
@@ -171,24 +185,17 @@ void gemm_rows(Index m, Index n, Index kc, const Acc* a, Index a_rs, Index a_cs,
   constexpr Index kCols = Traits::kColsPerBlock;
   constexpr ScaleBy kRow = ScaleBy::row;
   for (Index n0 = 0; n0 < n; n0 += kCols) {
-    const Acc* bn = b + n0;
-    Acc* cn = c + n0;
-    Index r0 = 0;
-    for (; r0 + MR <= m; r0 += MR) {
-      const Acc* s = row_scale == nullptr ? nullptr : row_scale + r0;
-      micro_block<MR, NR, kRow>(kc, a + r0 * a_rs, a_rs, a_cs, bn, ldb, cn + r0 * ldc, ldc, s, accumulate, step);
-    }
-    const Acc* ar = a + r0 * a_rs;
-    Acc* cr = cn + r0 * ldc;
-    const Acc* sr = row_scale == nullptr ? nullptr : row_scale + r0;
-    switch (m - r0) {
-      case 0: break;
-      case 1: micro_block<1, NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
-      case 2: micro_block<(MR > 2 ? 2 : 1), NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
-      case 3: micro_block<(MR > 3 ? 3 : 1), NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
-      case 4: micro_block<(MR > 4 ? 4 : 1), NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
-      default: micro_block<(MR > 5 ? 5 : 1), NR, kRow>(kc, ar, a_rs, a_cs, bn, ldb, cr, ldc, sr, accumulate); break;
-    }
+    for_register_rows<MR>(m, [&](auto rows, Index r0) ATTEND_INLINE_LAMBDA {
+      constexpr int R = decltype(rows)::value;
+      const Acc* ar = a + r0 * a_rs;
+      Acc* cr = c + r0 * ldc + n0;
+      const Acc* sr = row_scale == nullptr ? nullptr : row_scale + r0;
+      if constexpr (R == MR) {
+        micro_block<R, NR, kRow>(kc, ar, a_rs, a_cs, b + n0, ldb, cr, ldc, sr, accumulate, step);
+      } else {
+        micro_block<R, NR, kRow>(kc, ar, a_rs, a_cs, b + n0, ldb, cr, ldc, sr, accumulate);
+      }
+    });
   }
 }
 

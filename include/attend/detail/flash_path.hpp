@@ -88,8 +88,9 @@ struct FlashScratch {
 
 /// One query tile of one (b, h): the whole FlashAttention-2 loop. `next` (optional) holds the lines
 /// the worker's next tile starts with; they are requested a few at a time inside the register
-/// blocks of the first key tile's two products (every kHookSteps steps of k). `careful` is the re-run of a tile whose accumulator
-/// came out with a NaN (zero_weights.hpp): zero weights then skip their values.
+/// blocks of the first key tile's two products (every kHookSteps steps of k). `careful` is the
+/// re-run of a tile whose accumulator came out with a NaN (zero_weights.hpp): zero weights then skip
+/// their values.
 template <typename T>
 void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScratch<T>& w,
                       LinePrefetcher* next = nullptr, bool careful = false) {
@@ -149,14 +150,12 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
   if (next != nullptr) next->drain();  // no visible key
   // A NaN here is either a NaN input reaching its rows, or 0 · Inf from a value this tile's weights
   // hide: only the careful re-run tells them apart (a Dv x 64 scan, once per tile).
-  if (!careful && any_nan(w.ot, o_rows ? nq * pb.Dv : pb.Dv * Br)) return flash_query_tile(pb, b, h, i0, w, nullptr, true);
+  if (!careful && any_nan(w.ot, o_rows ? nq * pb.Dv : pb.Dv * Br)) {
+    return flash_query_tile(pb, b, h, i0, w, nullptr, true);
+  }
 
   // Epilogue: normalise once, write out and lse.
-  if (o_rows) {
-    write_row_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
-  } else {
-    write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
-  }
+  write_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax, o_rows);
 }
 
 #if ATTEND_HAVE_BF16_DOT
@@ -185,7 +184,7 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
     const auto* kt = reinterpret_cast<const unsigned char*>(&pb.k(b, hk, j0, 0));
     // The next tile's lines, spread over the full register blocks as in flash_query_tile.
     constexpr Index MR = Bf16DotTraits::kRegM;
-    const Index value_blocks = o_rows ? nq / MR * (Dv / KernelTraits<float>::kColsPerBlock) : Dv / MR;
+    const Index value_blocks = o_rows ? nq / MR * (Dv / (Bf16DotTraits::kRegN * Bf16DotTraits::kLanes)) : Dv / MR;
     const auto hand_out = spread_over(next, hook_calls(nk / MR, pb.D) + hook_calls(value_blocks, 2 * ((nk + 1) / 2)));
     bf16_gemm_panel<Bf16Store::scaled>(nk, D2, kt, ks_bytes, 4, w.qp, w.st, nullptr, pb.scale, hand_out);
     if (needs_mask || pb.causal != Causal::none) mask_score_tile(pb, b, h, i0, nq, j0, nk, w.st);
@@ -227,12 +226,10 @@ inline void flash_query_tile_bf16(const Problem<Eigen::bfloat16>& pb, Index b, I
     }
   }
   if (next != nullptr) next->drain();  // no visible key
-  if (!careful && any_nan(w.ot, o_rows ? nq * Dv : Dv * Br)) return flash_query_tile_bf16(pb, b, h, i0, w, nullptr, true);
-  if (o_rows) {
-    write_row_output<Eigen::bfloat16, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
-  } else {
-    write_tile_output<Eigen::bfloat16, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
+  if (!careful && any_nan(w.ot, o_rows ? nq * Dv : Dv * Br)) {
+    return flash_query_tile_bf16(pb, b, h, i0, w, nullptr, true);
   }
+  write_output<Eigen::bfloat16, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax, o_rows);
 }
 #endif
 

@@ -111,11 +111,7 @@ void mem_efficient_chunk(const Problem<T>& pb, Index b, Index h, Index i0, MemEf
     }
   }
 
-  if (o_rows) {
-    write_row_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
-  } else {
-    write_tile_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax);
-  }
+  write_output<T, static_cast<int>(Br)>(pb, b, h, i0, nq, w.ot, *w.softmax, o_rows);
 }
 
 template <typename T>

@@ -388,6 +388,18 @@ void write_row_output(const Problem<T>& pb, Index b, Index h, Index i0, Index nq
   write_tile_lse(pb, b, h, i0, nq, sm);
 }
 
+/// The epilogue for either layout of the output accumulator: O with a query per row (`rows`,
+/// nq x Dv) or O^T (Dv x Br).
+template <typename T, int Br>
+void write_output(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, const acc_t<T>* acc,
+                  const OnlineSoftmax<acc_t<T>, Br>& sm, bool rows) {
+  if (rows) {
+    write_row_output<T, Br>(pb, b, h, i0, nq, acc, sm);
+  } else {
+    write_tile_output<T, Br>(pb, b, h, i0, nq, acc, sm);
+  }
+}
+
 /// Requests the cache line at p into L2 (prefetcht1 on x86; a plain prefetch elsewhere).
 EIGEN_ALWAYS_INLINE void prefetch_l2(const void* p) {
 #if defined(__SSE__) || defined(_M_X64)

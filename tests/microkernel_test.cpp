@@ -10,13 +10,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <random>
-#include <string>
-#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
 
 #include <attend/detail/microkernel.hpp>
+
+#include "support/check.hpp"
 
 namespace {
 
@@ -114,13 +114,7 @@ void check_rows(Index m, Index n, Index kc, Form form, std::mt19937& rng) {
 template <typename Acc>
 class Microkernel : public ::testing::Test {};
 using AccTypes = ::testing::Types<float, double>;
-struct AccNames {
-  template <typename Acc>
-  static std::string GetName(int) {
-    return std::is_same_v<Acc, double> ? "f64" : "f32";
-  }
-};
-TYPED_TEST_SUITE(Microkernel, AccTypes, AccNames);
+TYPED_TEST_SUITE(Microkernel, AccTypes, attend_test::TypeNames);
 
 TYPED_TEST(Microkernel, PanelMatchesMultiplyAddChainsAtEveryRowTail) {
   std::mt19937 rng(11);

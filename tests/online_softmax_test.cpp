@@ -16,6 +16,8 @@
 #include <attend/attend.hpp>
 #include <attend/detail/online_softmax.hpp>
 
+#include "support/check.hpp"
+
 namespace {
 
 using attend::Index;
@@ -156,13 +158,7 @@ TEST(OnlineSoftmax, LogitsNearHundredDoNotOverflowFloat) {
 template <typename Acc>
 class OnlineSoftmaxTyped : public ::testing::Test {};
 using AccTypes = ::testing::Types<double, float>;
-struct AccNames {
-  template <typename Acc>
-  static std::string GetName(int) {
-    return std::is_same_v<Acc, double> ? "f64" : "f32";
-  }
-};
-TYPED_TEST_SUITE(OnlineSoftmaxTyped, AccTypes, AccNames);
+TYPED_TEST_SUITE(OnlineSoftmaxTyped, AccTypes, attend_test::TypeNames);
 
 // A query with every key at -inf (fully masked) keeps max -inf, sum 0, lse -inf, a finite rescale
 // and exactly-zero probabilities; when keys become visible later it ends like a one-pass softmax

@@ -66,9 +66,10 @@ int main(int argc, char** argv) {
     }
   }
   // New tokens per call: the prompt, single tokens, and short chunks. Hq/Hkv · Nq query rows share
-  // each key/value head (4 for one token, 20 for 5). The flash path serves up to 8 + (D + Dv) / 8 =
-  // 24 new tokens per head with its split-KV decode kernel on AVX-512 ((D + Dv) / 8 = 16 elsewhere),
-  // and more (the prompt) with 64-query tiles.
+  // each key/value head (4 for one token, 20 for 5). The flash path serves a few new tokens per head
+  // with its split-KV decode kernel (how many depends on D, Dv and the instruction set: DecodeTraits
+  // in include/attend/detail/kernel/kernel_traits.hpp), and more (the prompt) with 64-query tiles;
+  // each step below prints which.
   const std::vector<Index> schedule = {prompt, 1, 1, 1, 1, 3, 1, 1, 5, 1, 1, 20, 1};
   Index total = 0;
   for (Index m : schedule) total += m;
@@ -163,9 +164,9 @@ int main(int argc, char** argv) {
       us = std::min(us, std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
 
-    // Dispatch names the path and the kernel inside it: split_kv_decode for a few new tokens
-    // (Nq <= 8 + (D + Dv) / 8 on AVX-512, (D + Dv) / 8 elsewhere), query_tiles for the prefill.
-    const char* kernel = dispatch.kernel;
+    // Dispatch names the path and the kernel inside it: split_kv_decode for a few new tokens,
+    // query_tiles for the prefill.
+    const char* kernel = attend::kernel_name(dispatch.kernel);
     const Index rows = (Hq / Hkv) * m;
 
     // 3. The check: from scratch over the whole prefix, on the math path and contiguous copies.

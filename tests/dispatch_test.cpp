@@ -150,28 +150,57 @@ TEST(Dispatch, CallReportsThePathItTook) {
     EXPECT_EQ(got.path, want.path);
     EXPECT_EQ(got.flash_reason, want.flash_reason);
     EXPECT_EQ(got.mem_efficient_reason, want.mem_efficient_reason);
-    EXPECT_STREQ(got.kernel, want.kernel);
+    EXPECT_EQ(got.kernel, want.kernel);
+    EXPECT_STREQ(got.isa, want.isa);
   }
 }
 
-// Dispatch::kernel names the kernel inside the path: split-KV decode for few queries per head (Nq <=
-// 8 + (D + Dv) / 8, at most 32, where the kernel has its AVX-512 form for float; (D + Dv) / 8, at
-// most 24, otherwise), query tiles above; bf16 products only for bf16 with an even D on AVX512_BF16.
+// Dispatch::isa names the instruction set the caller's kernels were compiled for: the ABI tag's.
+TEST(Dispatch, IsaNamesTheTargetOfTheKernels) {
+  const std::vector<T> x(16 * 3, T(0.5));
+  const attend::ConstView<T, 4> view(x.data(), {1, 1, 3, 16});
+  EXPECT_STREQ(Dispatch{}.isa, "");
+  EXPECT_EQ(Dispatch{}.kernel, attend::Kernel::none);
+  const Dispatch d = attend::Attend<T>(0.0, true).dispatch(view, view, view);
+  EXPECT_STREQ(d.isa, ATTEND_ISA_NAME);
+  EXPECT_NE(std::string(ATTEND_ABI_NAME).find(d.isa), std::string::npos) << ATTEND_ABI_NAME;
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
+  EXPECT_STREQ(d.isa, "avx512_bf16");
+#elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+  EXPECT_STREQ(d.isa, "avx512");
+#elif defined(__AVX2__) && defined(__FMA__)
+  EXPECT_STREQ(d.isa, "avx2");
+#elif defined(__aarch64__)
+  EXPECT_EQ(std::string(d.isa).rfind("neon", 0), 0u) << d.isa;
+#endif
+}
+
+TEST(Dispatch, KernelNamesAreTheEnumeratorNames) {
+  using attend::Kernel;
+  EXPECT_STREQ(attend::kernel_name(Kernel::none), "none");
+  EXPECT_STREQ(attend::kernel_name(Kernel::contraction), "contraction");
+  EXPECT_STREQ(attend::kernel_name(Kernel::query_chunks), "query_chunks");
+  EXPECT_STREQ(attend::kernel_name(Kernel::query_tiles), "query_tiles");
+  EXPECT_STREQ(attend::kernel_name(Kernel::query_tiles_bf16_dot), "query_tiles_bf16_dot");
+  EXPECT_STREQ(attend::kernel_name(Kernel::split_kv_decode), "split_kv_decode");
+  EXPECT_STREQ(attend::kernel_name(static_cast<Kernel>(99)), "unknown");
+}
+
+// Dispatch::kernel names the kernel inside the path: split-KV decode for few queries per head (up
+// to decode_max_queries, from DecodeTraits), query tiles above; bf16 products only for bf16 with an
+// even D on AVX512_BF16.
 TEST(Dispatch, KernelNamesTheKernelInsideThePath) {
   auto kernel = [](bool flash, FlashAttentionConfig config, Index Hq, Index Hkv, Index Nq) {
-    const Args a(16, 16, Nq, 70);
     const std::vector<T> q(static_cast<std::size_t>(Hq * Nq * 16), T(0.01));
     const std::vector<T> k(static_cast<std::size_t>(Hkv * 70 * 16), T(0.02));
     const attend::ConstView<T, 4> qv(q.data(), {1, Hq, Nq, 16}), kv(k.data(), {1, Hkv, 70, 16});
-    return std::string(attend::Attend<T>(0.0, flash, std::nullopt, config).dispatch(qv, kv, kv).kernel);
+    return std::string(attend::kernel_name(attend::Attend<T>(0.0, flash, std::nullopt, config).dispatch(qv, kv, kv).kernel));
   };
-#if defined(EIGEN_VECTORIZE_AVX512)
-  EXPECT_EQ(kernel(true, {}, 4, 1, 12), "split_kv_decode");  // D = Dv = 16: up to 8 + 4 queries
-  EXPECT_EQ(kernel(true, {}, 4, 1, 13), "query_tiles");
-#else
-  EXPECT_EQ(kernel(true, {}, 4, 1, 4), "split_kv_decode");  // D = Dv = 16: up to 4 queries
-  EXPECT_EQ(kernel(true, {}, 4, 1, 5), "query_tiles");
-#endif
+  const Index most = attend::detail::decode_max_queries<T>(16, 16);
+  ASSERT_GE(most, 1) << "premise";
+  EXPECT_EQ(kernel(true, {}, 4, 1, most), "split_kv_decode");
+  EXPECT_EQ(kernel(true, {}, 4, 1, most + 1), "query_tiles");
+  EXPECT_EQ(kernel(true, {}, 4, 1, 1), "split_kv_decode");
   EXPECT_EQ(kernel(true, {}, 1, 1, 17), "query_tiles");
   EXPECT_EQ(kernel(true, attend_test::only(Path::mem_efficient), 1, 1, 3), "query_chunks");
   EXPECT_EQ(kernel(false, {}, 1, 1, 3), "contraction");
@@ -180,7 +209,7 @@ TEST(Dispatch, KernelNamesTheKernelInsideThePath) {
   auto bf16_kernel = [](Index D) {
     const std::vector<B16> x(static_cast<std::size_t>(70 * D), B16(0.5f));
     const attend::ConstView<B16, 4> view(x.data(), {1, 1, 70, D});
-    return std::string(attend::Attend<B16>(0.0, true).dispatch(view, view, view).kernel);
+    return std::string(attend::kernel_name(attend::Attend<B16>(0.0, true).dispatch(view, view, view).kernel));
   };
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
   EXPECT_EQ(bf16_kernel(64), "query_tiles_bf16_dot");

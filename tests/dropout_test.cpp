@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include <attend/detail/philox.hpp>
+#include <attend/detail/kernel/philox.hpp>
 
 #include "support/attend_test.hpp"
 #include "support/check.hpp"

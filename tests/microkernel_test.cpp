@@ -1,7 +1,8 @@
-// The register-blocked products (detail/microkernel.hpp) against a scalar chain of multiply-adds in
-// the same order, bit for bit: every row tail (MR = 6 leaves 1 to 5 rows), several column blocks, the
-// overwrite, add and scaled-accumulate forms, and B rows at an odd offset for gemm_rows. Last, the
-// property the flash path relies on: O from gemm_rows is O^T from gemm_panel, transposed, bit for bit.
+// The register-blocked products (detail/kernel/microkernel.hpp) with FMA policies against a scalar
+// chain of multiply-adds in the same order, bit for bit: every row tail (MR = 6 leaves 1 to 5 rows),
+// several column blocks, every Store mode (overwrite, add, rescale_add, scaled), and B rows at an odd
+// offset for gemm_rows. Last, the property the flash path relies on: O from gemm_rows is O^T from
+// gemm_panel, transposed, bit for bit.
 
 #include <gtest/gtest.h>
 
@@ -14,14 +15,18 @@
 
 #include <Eigen/Core>
 
-#include <attend/detail/microkernel.hpp>
+#include <attend/detail/kernel/microkernel.hpp>
 
 #include "support/check.hpp"
 
 namespace {
 
 using attend::Index;
-using attend::detail::KernelTraits;
+using attend::detail::FmaOps;
+using attend::detail::RegisterBlocking;
+using attend::detail::Store;
+using attend::detail::TileTraits;
+constexpr Index Br = TileTraits::kBlockQ;
 
 template <typename Acc>
 struct Aligned {
@@ -43,27 +48,51 @@ void fill(Acc* x, std::size_t n, std::mt19937& rng) {
 // and an add elsewhere (SSE2), so the comparison below is exact on every target.
 template <typename Acc>
 Acc madd(Acc x, Acc y, Acc z) {
-  using Packet = typename KernelTraits<Acc>::Packet;
+  using Packet = attend::detail::PacketOf<Acc>;
   using namespace Eigen::internal;
   return pfirst(pmadd(pset1<Packet>(x), pset1<Packet>(y), pset1<Packet>(z)));
 }
 
 // C(r, c) as the kernels compute it: acc = madd(A(r, k), B(k, c), acc) for k = 0..kc-1 from 0, then
-// acc, old + acc, or madd(old, scale, acc).
+// acc (overwrite), old + acc (add), madd(old, factor, acc) (rescale_add) or acc · scale (scaled).
 template <typename Acc>
 Acc expected(Index kc, const Acc* a, Index a_rs, Index a_cs, const Acc* b, Index ldb, Index r, Index c, Acc old,
-             const Acc* scale, bool accumulate) {
+             Store store, Acc factor, Acc scale) {
   Acc acc = 0;
   for (Index k = 0; k < kc; ++k) acc = madd(a[r * a_rs + k * a_cs], b[k * ldb + c], acc);
-  if (!accumulate) return acc;
-  return scale == nullptr ? old + acc : madd(old, *scale, acc);
+  switch (store) {
+    case Store::overwrite: return acc;
+    case Store::add: return old + acc;
+    case Store::rescale_add: return madd(old, factor, acc);
+    case Store::scaled: return acc * scale;
+  }
+  return acc;
 }
 
-enum class Form { overwrite, add, scaled };
+constexpr Store kStores[] = {Store::overwrite, Store::add, Store::rescale_add, Store::scaled};
+
+// gemm_panel / gemm_rows with the Store mode given at run time.
+template <typename Acc, typename... Args>
+void panel(Store store, Args... args) {
+  switch (store) {
+    case Store::overwrite: attend::detail::gemm_panel<FmaOps<Acc>, Store::overwrite>(args...); return;
+    case Store::add: attend::detail::gemm_panel<FmaOps<Acc>, Store::add>(args...); return;
+    case Store::rescale_add: attend::detail::gemm_panel<FmaOps<Acc>, Store::rescale_add>(args...); return;
+    case Store::scaled: attend::detail::gemm_panel<FmaOps<Acc>, Store::scaled>(args...); return;
+  }
+}
+template <typename Acc, typename... Args>
+void rows(Store store, Args... args) {
+  switch (store) {
+    case Store::overwrite: attend::detail::gemm_rows<FmaOps<Acc>, Store::overwrite>(args...); return;
+    case Store::add: attend::detail::gemm_rows<FmaOps<Acc>, Store::add>(args...); return;
+    case Store::rescale_add: attend::detail::gemm_rows<FmaOps<Acc>, Store::rescale_add>(args...); return;
+    case Store::scaled: ADD_FAILURE() << "gemm_rows has no scaled form"; return;
+  }
+}
 
 template <typename Acc>
-void check_panel(Index m, Index kc, Form form, std::mt19937& rng) {
-  constexpr Index Br = KernelTraits<Acc>::kBlockQ;
+void check_panel(Index m, Index kc, Store store, std::mt19937& rng) {
   const Index a_rs = kc + 3;  // A is read in place through strides: rows padded, as K's rows may be
   std::vector<Acc> a(static_cast<std::size_t>(m * a_rs));
   Aligned<Acc> b(static_cast<std::size_t>(kc * Br)), c(static_cast<std::size_t>(m * Br)),
@@ -73,23 +102,22 @@ void check_panel(Index m, Index kc, Form form, std::mt19937& rng) {
   fill(c.get(), static_cast<std::size_t>(m * Br), rng);
   fill(scale.get(), static_cast<std::size_t>(Br), rng);
   const std::vector<Acc> old(c.get(), c.get() + m * Br);
-  const Acc* s = form == Form::scaled ? scale.get() : nullptr;
-  const bool accumulate = form != Form::overwrite;
-  attend::detail::gemm_panel<Acc>(m, kc, a.data(), a_rs, 1, b.get(), c.get(), s, accumulate);
+  const Acc s = Acc(0.75);
+  panel<Acc>(store, m, kc, attend::detail::Strided<Acc>{a.data(), a_rs, 1}, static_cast<const Acc*>(b.get()), c.get(),
+             static_cast<const Acc*>(scale.get()), s);
   for (Index r = 0; r < m; ++r) {
     for (Index col = 0; col < Br; ++col) {
-      const Acc want = expected<Acc>(kc, a.data(), a_rs, 1, b.get(), Br, r, col, old[r * Br + col],
-                                     s == nullptr ? nullptr : s + col, accumulate);
+      const Acc want = expected<Acc>(kc, a.data(), a_rs, 1, b.get(), Br, r, col, old[r * Br + col], store,
+                                     scale.get()[col], s);
       ASSERT_EQ(c.get()[r * Br + col], want) << "m " << m << " kc " << kc << " at (" << r << ", " << col << ")";
     }
   }
 }
 
 template <typename Acc>
-void check_rows(Index m, Index n, Index kc, Form form, std::mt19937& rng) {
+void check_rows(Index m, Index n, Index kc, Store store, std::mt19937& rng) {
   // A read as P from P^T (a_rs = 1, a_cs = Br), as the flash path does; B rows one element off
   // alignment, with a padded stride; C rows of n.
-  constexpr Index Br = KernelTraits<Acc>::kBlockQ;
   const Index ldb = n + 5;
   Aligned<Acc> a(static_cast<std::size_t>(kc * Br)), b(static_cast<std::size_t>(kc * ldb + 1)),
       c(static_cast<std::size_t>(m * n)), scale(static_cast<std::size_t>(m));
@@ -99,13 +127,12 @@ void check_rows(Index m, Index n, Index kc, Form form, std::mt19937& rng) {
   fill(scale.get(), static_cast<std::size_t>(m), rng);
   const Acc* bb = b.get() + 1;
   const std::vector<Acc> old(c.get(), c.get() + m * n);
-  const Acc* s = form == Form::scaled ? scale.get() : nullptr;
-  const bool accumulate = form != Form::overwrite;
-  attend::detail::gemm_rows<Acc>(m, n, kc, a.get(), 1, Br, bb, ldb, c.get(), n, s, accumulate);
+  rows<Acc>(store, m, n, kc, attend::detail::Strided<Acc>{a.get(), 1, Br}, bb, ldb, c.get(), n,
+            static_cast<const Acc*>(scale.get()));
   for (Index r = 0; r < m; ++r) {
     for (Index col = 0; col < n; ++col) {
-      const Acc want = expected<Acc>(kc, a.get(), 1, Br, bb, ldb, r, col, old[r * n + col],
-                                     s == nullptr ? nullptr : s + r, accumulate);
+      const Acc want = expected<Acc>(kc, a.get(), 1, Br, bb, ldb, r, col, old[r * n + col], store, scale.get()[r],
+                                     Acc(1));
       ASSERT_EQ(c.get()[r * n + col], want) << "m " << m << " n " << n << " kc " << kc << " at (" << r << ", " << col << ")";
     }
   }
@@ -120,32 +147,34 @@ TYPED_TEST(Microkernel, PanelMatchesMultiplyAddChainsAtEveryRowTail) {
   std::mt19937 rng(11);
   for (Index m : {1, 2, 3, 4, 5, 6, 7, 11, 13, 62, 64})
     for (Index kc : {1, 7, 64})
-      for (Form f : {Form::overwrite, Form::add, Form::scaled}) check_panel<TypeParam>(m, kc, f, rng);
+      for (Store store : kStores) check_panel<TypeParam>(m, kc, store, rng);
 }
 
 TYPED_TEST(Microkernel, RowsMatchMultiplyAddChainsAtEveryRowTailAndColumnBlock) {
-  constexpr Index cols = KernelTraits<TypeParam>::kColsPerBlock;
+  constexpr Index cols = RegisterBlocking<FmaOps<TypeParam>>::kColsPerBlock;
   std::mt19937 rng(12);
   for (Index m : {1, 2, 3, 4, 5, 6, 7, 11, 13, 62, 64})
     for (Index n : {cols, 2 * cols, 3 * cols})
       for (Index kc : {1, 7, 62})
-        for (Form f : {Form::overwrite, Form::add, Form::scaled}) check_rows<TypeParam>(m, n, kc, f, rng);
+        for (Store store : {Store::overwrite, Store::add, Store::rescale_add}) check_rows<TypeParam>(m, n, kc, store, rng);
 }
 
 TYPED_TEST(Microkernel, RowsFitOnlyWholeColumnBlocks) {
-  constexpr Index cols = KernelTraits<TypeParam>::kColsPerBlock;
-  EXPECT_TRUE(attend::detail::rows_fit<TypeParam>(cols));
-  EXPECT_TRUE(attend::detail::rows_fit<TypeParam>(4 * cols));
-  EXPECT_FALSE(attend::detail::rows_fit<TypeParam>(0));
-  EXPECT_FALSE(attend::detail::rows_fit<TypeParam>(cols + cols / 2));
-  EXPECT_FALSE(attend::detail::rows_fit<TypeParam>(cols - 1));
+  using Ops = FmaOps<TypeParam>;
+  constexpr Index cols = RegisterBlocking<Ops>::kColsPerBlock;
+  EXPECT_TRUE(attend::detail::rows_fit<Ops>(cols));
+  EXPECT_TRUE(attend::detail::rows_fit<Ops>(4 * cols));
+  EXPECT_FALSE(attend::detail::rows_fit<Ops>(0));
+  EXPECT_FALSE(attend::detail::rows_fit<Ops>(cols + cols / 2));
+  EXPECT_FALSE(attend::detail::rows_fit<Ops>(cols - 1));
 }
 
 // The step hook runs hook_calls(full blocks, kc) times: spread_over divides the prefetches by it.
 TYPED_TEST(Microkernel, StepHookRunsAsOftenAsHookCallsSays) {
   using Acc = TypeParam;
-  constexpr Index Br = KernelTraits<Acc>::kBlockQ, MR = KernelTraits<Acc>::kRegM;
-  constexpr Index cols = KernelTraits<Acc>::kColsPerBlock;
+  using Blocking = RegisterBlocking<FmaOps<Acc>>;
+  constexpr Index MR = Blocking::kRegM;
+  constexpr Index cols = Blocking::kColsPerBlock;
   std::mt19937 rng(14);
   for (Index m : {Index(1), MR - 1, MR, MR + 1, Index(62), Index(64)}) {
     for (Index kc : {Index(1), Index(7), Index(8), Index(9), Index(62), Index(64)}) {
@@ -155,12 +184,13 @@ TYPED_TEST(Microkernel, StepHookRunsAsOftenAsHookCallsSays) {
       fill(b.get(), static_cast<std::size_t>(kc * 2 * cols), rng);
       Index calls = 0;
       const auto count = [&calls] { ++calls; };
-      attend::detail::gemm_panel<Acc>(m, kc, a.get(), kc, 1, b.get(), c.get(), nullptr, false, count);
-      EXPECT_EQ(calls, attend::detail::hook_calls(m / MR * KernelTraits<Acc>::kColBlocks, kc))
+      attend::detail::gemm_panel<FmaOps<Acc>, Store::overwrite>(m, kc, {a.get(), kc, 1}, b.get(), c.get(), nullptr,
+                                                                Acc(1), count);
+      EXPECT_EQ(calls, attend::detail::hook_calls(m / MR * Blocking::kColBlocks, kc))
           << "gemm_panel m " << m << " kc " << kc;
       calls = 0;
-      attend::detail::gemm_rows<Acc>(m, 2 * cols, kc, a.get(), 1, Br, b.get(), 2 * cols, c.get(), 2 * cols, nullptr,
-                                     false, count);
+      attend::detail::gemm_rows<FmaOps<Acc>, Store::overwrite>(m, 2 * cols, kc, {a.get(), 1, Br}, b.get(), 2 * cols,
+                                                               c.get(), 2 * cols, nullptr, count);
       EXPECT_EQ(calls, attend::detail::hook_calls(2 * (m / MR), kc)) << "gemm_rows m " << m << " kc " << kc;
     }
   }
@@ -170,8 +200,8 @@ TYPED_TEST(Microkernel, StepHookRunsAsOftenAsHookCallsSays) {
 // the flash loop runs them, hold the same bits: the flash path takes either, by Dv.
 TYPED_TEST(Microkernel, RowsAndPanelGiveTheSameValueProduct) {
   using Acc = TypeParam;
-  constexpr Index Br = KernelTraits<Acc>::kBlockQ;
-  const Index Dv = KernelTraits<Acc>::kColsPerBlock * 2, nk = 37, nq = 61;
+  using Ops = FmaOps<Acc>;
+  const Index Dv = RegisterBlocking<Ops>::kColsPerBlock * 2, nk = 37, nq = 61;
   std::mt19937 rng(13);
   Aligned<Acc> pt(static_cast<std::size_t>(nk * Br)), v(static_cast<std::size_t>(nk * Dv)),
       alpha(static_cast<std::size_t>(Br)), o(static_cast<std::size_t>(Br * Dv)), ot(static_cast<std::size_t>(Dv * Br));
@@ -179,8 +209,14 @@ TYPED_TEST(Microkernel, RowsAndPanelGiveTheSameValueProduct) {
   for (int tile = 0; tile < 2; ++tile) {
     fill(pt.get(), static_cast<std::size_t>(nk * Br), rng);
     fill(v.get(), static_cast<std::size_t>(nk * Dv), rng);
-    attend::detail::gemm_rows<Acc>(nq, Dv, nk, pt.get(), 1, Br, v.get(), Dv, o.get(), Dv, alpha.get(), tile > 0);
-    attend::detail::gemm_panel<Acc>(Dv, nk, v.get(), 1, Dv, pt.get(), ot.get(), alpha.get(), tile > 0);
+    if (tile == 0) {
+      attend::detail::gemm_rows<Ops, Store::overwrite>(nq, Dv, nk, {pt.get(), 1, Br}, v.get(), Dv, o.get(), Dv);
+      attend::detail::gemm_panel<Ops, Store::overwrite>(Dv, nk, {v.get(), 1, Dv}, pt.get(), ot.get());
+    } else {
+      attend::detail::gemm_rows<Ops, Store::rescale_add>(nq, Dv, nk, {pt.get(), 1, Br}, v.get(), Dv, o.get(), Dv,
+                                                         alpha.get());
+      attend::detail::gemm_panel<Ops, Store::rescale_add>(Dv, nk, {v.get(), 1, Dv}, pt.get(), ot.get(), alpha.get());
+    }
   }
   for (Index i = 0; i < nq; ++i)
     for (Index e = 0; e < Dv; ++e) ASSERT_EQ(o.get()[i * Dv + e], ot.get()[e * Br + i]) << "(" << i << ", " << e << ")";

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include <attend/attend.hpp>
-#include <attend/detail/online_softmax.hpp>
+#include <attend/detail/kernel/online_softmax.hpp>
 
 #include "support/check.hpp"
 
@@ -22,11 +22,11 @@ namespace {
 
 using attend::Index;
 using attend::detail::exp_or_zero;
-using attend::detail::KernelTraits;
+using attend::detail::TileTraits;
 using attend::detail::OnlineSoftmax;
 
 template <typename Acc>
-constexpr int kCols = KernelTraits<Acc>::kBlockQ;  // the query tile the kernels use
+constexpr int kCols = TileTraits::kBlockQ;  // the query tile the kernels use
 
 template <typename Acc>
 constexpr Acc kNegInf = -std::numeric_limits<Acc>::infinity();
@@ -231,8 +231,8 @@ TYPED_TEST(OnlineSoftmaxTyped, NaNPropagatesToItsQueryOnly) {
 /// exp_or_zero over one packet's lanes of `in`.
 template <typename Acc>
 std::vector<Acc> packet_exp(const std::vector<Acc>& in) {
-  using Packet = typename KernelTraits<Acc>::Packet;
-  constexpr int L = KernelTraits<Acc>::kLanes;
+  using Packet = attend::detail::PacketOf<Acc>;
+  constexpr int L = attend::detail::kLanesOf<Acc>;
   std::vector<Acc> out;
   for (std::size_t at = 0; at < in.size(); at += L) {
     alignas(64) Acc buf[L];

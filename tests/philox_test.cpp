@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include <attend/detail/philox.hpp>
+#include <attend/detail/kernel/philox.hpp>
 
 #if defined(ATTEND_TEST_HAVE_RANDOM123)
 #include <Random123/philox.h>

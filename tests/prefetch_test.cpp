@@ -1,11 +1,11 @@
-// LinePrefetcher (detail/prefetch.hpp): the lines it hands out, in order, across dense and strided
+// LinePrefetcher (detail/kernel/prefetch.hpp): the lines it hands out, in order, across dense and strided
 // ranges, rows that are not a whole number of lines, and requests that cross range boundaries.
 
 #include <gtest/gtest.h>
 
 #include <vector>
 
-#include <attend/detail/prefetch.hpp>
+#include <attend/detail/kernel/prefetch.hpp>
 
 namespace {
 

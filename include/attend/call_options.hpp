@@ -9,11 +9,12 @@
 #include <cstdint>  // std::uint32_t
 
 #include "attend/config.hpp"
+#include "attend/detail/abi.hpp"
 #include "attend/mask.hpp"
 #include "attend/tensor.hpp"
 #include "attend/types.hpp"
 
-namespace attend {
+ATTEND_BEGIN_NAMESPACE
 
 class Workspace;
 
@@ -67,6 +68,6 @@ struct CallOptions {
   Dispatch* dispatch = nullptr;
 };
 
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
 #endif  // ATTEND_CALL_OPTIONS_HPP

@@ -8,7 +8,9 @@
 
 #include <string>  // std::string
 
-namespace attend {
+#include "attend/detail/abi.hpp"
+
+ATTEND_BEGIN_NAMESPACE
 
 /// @brief Which kernels attend::Attend may use when it was built with `flash = true`, tried in the
 /// order flash, mem_efficient, math.
@@ -71,8 +73,39 @@ inline const char* causal_name(Causal c) {
   return "unknown";
 }
 
-/// @brief Which path a call takes, and why each path before it in the priority order was passed
-/// over.
+/// @brief The kernel a path runs for a call, as reported in attend::Dispatch::kernel.
+///
+/// Which kernel serves a call depends on the path, the element type, the shapes and the instruction
+/// set the kernels were compiled for (attend::Dispatch::isa); attend::Attend::dispatch() tells
+/// without computing anything.
+enum class Kernel {
+  none,                  ///< not filled in: no call has written this report
+  contraction,           ///< math: the einsum form with Eigen tensor contractions
+  query_chunks,          ///< mem_efficient: 64-query chunks, a full-row softmax each
+  query_tiles,           ///< flash: 64-query tiles with an online softmax, fp32 (f64 for double) products
+  query_tiles_bf16_dot,  ///< flash: the same with bf16 products (bf16, an even D, a CPU with AVX512_BF16)
+  split_kv_decode,       ///< flash: few queries per kv head, keys split across threads (a decode step);
+                         ///< the query counts it serves are DecodeTraits' in detail/kernel/kernel_traits.hpp
+};
+
+/// @brief The name of a kernel, for messages and logs.
+/// @param k the kernel
+/// @return its enumerator's name (`"query_tiles"`, ...), a string literal; `"unknown"` for a value
+///         that is not one of the enumerators
+inline const char* kernel_name(Kernel k) {
+  switch (k) {
+    case Kernel::none: return "none";
+    case Kernel::contraction: return "contraction";
+    case Kernel::query_chunks: return "query_chunks";
+    case Kernel::query_tiles: return "query_tiles";
+    case Kernel::query_tiles_bf16_dot: return "query_tiles_bf16_dot";
+    case Kernel::split_kv_decode: return "split_kv_decode";
+  }
+  return "unknown";
+}
+
+/// @brief Which path a call takes, which kernel serves it, and why each path before it in the
+/// priority order was passed over.
 ///
 /// An empty reason means that path ran or was not considered (it comes after the chosen one). Filled
 /// in by a call through attend::CallOptions::dispatch, or returned by attend::Attend::dispatch()
@@ -83,15 +116,16 @@ struct Dispatch {
   Path path = Path::math;
   std::string flash_reason;          ///< why flash did not run ("" if it ran or was not considered)
   std::string mem_efficient_reason;  ///< why mem_efficient did not run
-  /// @brief The kernel inside the path, a string literal (never allocated): for flash
-  /// `"query_tiles"` (64-query tiles, fp32 products), `"query_tiles_bf16_dot"` (the same with bf16
-  /// products, for bf16 on CPUs with AVX512_BF16 and an even D) or `"split_kv_decode"` (few queries
-  /// per head: Nq <= 8 + (D + Dv) / 8 and at most 32 where the kernel has its AVX-512 form, float,
-  /// bf16 and f16; Nq <= (D + Dv) / 8 and at most 24 otherwise); for mem_efficient `"query_chunks"`; for math
-  /// `"contraction"`. Empty until a call fills it in.
-  const char* kernel = "";
+  /// @brief The kernel inside the path (Kernel::none until a call fills it in).
+  Kernel kernel = Kernel::none;
+  /// @brief The instruction set the kernels that served the call were compiled for, a string literal
+  /// naming the caller's target flags as Eigen sees them: `"avx512_bf16"` (AVX-512 with AVX512_BF16),
+  /// `"avx512"`, `"avx2"` (AVX2 and FMA: x86-64-v3), `"sse2"` (x86-64's baseline), `"neon"`, ... ("" until
+  /// a call fills it in). A program built without `-march` flags reports `"sse2"` on x86-64: link
+  /// `attend::native` (or build with `-march=native`) for the kernels of the machine that builds it.
+  const char* isa = "";
 };
 
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
 #endif  // ATTEND_CONFIG_HPP

@@ -6,9 +6,11 @@
 #include <stdexcept>  // std::invalid_argument
 #include <string>     // std::string
 
+#include "attend/detail/abi.hpp"
+
 /// @brief attend's public API. Everything in the nested namespace `attend::detail` (headers under
 /// include/attend/detail/) is an implementation detail and may change without notice.
-namespace attend {
+ATTEND_BEGIN_NAMESPACE
 
 /// @brief Thrown for every call the library refuses.
 ///
@@ -27,6 +29,6 @@ class Error : public std::invalid_argument {
   explicit Error(const std::string& what) : std::invalid_argument("attend: " + what) {}
 };
 
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
 #endif  // ATTEND_ERROR_HPP

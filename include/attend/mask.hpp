@@ -7,9 +7,10 @@
 
 #include <array>  // std::array
 
+#include "attend/detail/abi.hpp"
 #include "attend/tensor.hpp"
 
-namespace attend {
+ATTEND_BEGIN_NAMESPACE
 
 /// @brief A mask over the scores, read in place through a view (never copied or expanded).
 ///
@@ -153,6 +154,6 @@ class Mask {
   Dims strides_{};
 };
 
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
 #endif  // ATTEND_MASK_HPP

@@ -14,17 +14,18 @@
 
 #include "attend/call_options.hpp"
 #include "attend/config.hpp"
-#include "attend/detail/decode_path.hpp"
-#include "attend/detail/flash_path.hpp"
-#include "attend/detail/math_path.hpp"
-#include "attend/detail/mem_efficient_path.hpp"
+#include "attend/detail/abi.hpp"
+#include "attend/detail/dispatch.hpp"
+#include "attend/detail/kernel/kernel_traits.hpp"
+#include "attend/detail/parallel.hpp"
 #include "attend/detail/problem.hpp"
+#include "attend/detail/validate.hpp"
 #include "attend/error.hpp"
 #include "attend/tensor.hpp"
 #include "attend/types.hpp"
 #include "attend/workspace.hpp"
 
-namespace attend {
+ATTEND_BEGIN_NAMESPACE
 
 /// @brief Scaled dot-product attention, `softmax(scale · q kᵀ + mask) v`, with dropout on the
 /// probabilities in training, exactly as PyTorch's `scaled_dot_product_attention` defines it.
@@ -71,7 +72,7 @@ class Attend {
   /// Their per-worker scratch grows as 64 · (D + Dv) values. Larger heads (the cross-covariance
   /// attention of Mel-RoFormer has D = T·F, tens of thousands) are better served by the math path's
   /// blocked GEMMs, which a call with `flash = true` falls back to if FlashAttentionConfig allows.
-  static constexpr Index kMaxTiledHeadDim = 1024;
+  static constexpr Index kMaxTiledHeadDim = detail::TileTraits::kMaxHeadDim;
 
   /// @brief A module with the given settings, in evaluation mode (dropout off until train()).
   /// @param dropout probability of zeroing an attention weight in training, in [0, 1]; default 0.
@@ -86,7 +87,7 @@ class Attend {
   ///         is refused by each call instead.)
   explicit Attend(double dropout = 0.0, bool flash = false, std::optional<double> scale = std::nullopt,
                   FlashAttentionConfig config = {}, std::uint64_t seed = 0)
-      : dropout_(dropout), flash_(flash), scale_(scale), config_(config), seed_(seed) {
+      : settings_{dropout, flash, scale, config, seed, false} {
     if (std::isnan(dropout) || dropout < 0.0 || dropout > 1.0) {
       throw Error("dropout must be a probability in [0, 1], got " + std::to_string(dropout));
     }
@@ -101,7 +102,7 @@ class Attend {
   /// @param mode true (the default) for training, false for evaluation
   /// @return `*this`
   Attend& train(bool mode = true) {
-    training_ = mode;
+    settings_.training = mode;
     return *this;
   }
   /// @brief Evaluation mode (the default): dropout is the identity and results are deterministic.
@@ -111,32 +112,32 @@ class Attend {
   Attend& eval() { return train(false); }
   /// @brief Whether the module is in training mode.
   /// @return true after train(), false after eval() and on construction
-  bool training() const { return training_; }
+  bool training() const { return settings_.training; }
 
   /// @brief The dropout probability given to the constructor.
   /// @return p in [0, 1]; it acts only in training mode
-  double dropout() const { return dropout_; }
+  double dropout() const { return settings_.dropout; }
   /// @brief Whether the module may use the tiled paths.
   /// @return the constructor's `flash`: false means the math path always
-  bool flash() const { return flash_; }
+  bool flash() const { return settings_.flash; }
   /// @brief The scale given to the constructor.
   /// @return the scale, or std::nullopt for the default 1/sqrt(D) of each call
-  std::optional<double> scale() const { return scale_; }
+  std::optional<double> scale() const { return settings_.scale; }
   /// @brief Which paths `flash = true` may use.
   /// @return a reference to the module's config, valid as long as the module
-  const FlashAttentionConfig& config() const { return config_; }
+  const FlashAttentionConfig& config() const { return settings_.config; }
   /// @brief The key of the dropout generator.
   /// @return the seed given to the constructor or to set_seed()
-  std::uint64_t seed() const { return seed_; }
+  std::uint64_t seed() const { return settings_.seed; }
   /// @brief Changes the key of the dropout generator (another way to get a new dropout mask besides
   /// CallOptions::dropout_offset). Not thread-safe against concurrent calls on this object.
   /// @param seed the new key
-  void set_seed(std::uint64_t seed) { seed_ = seed; }
+  void set_seed(std::uint64_t seed) { settings_.seed = seed; }
   /// @brief Changes which paths `flash = true` may use. Checks nothing: a config that leaves no path
   /// able to serve a call makes that call throw attend::Error. Not thread-safe against concurrent
   /// calls on this object.
   /// @param config the new config
-  void set_config(const FlashAttentionConfig& config) { config_ = config; }
+  void set_config(const FlashAttentionConfig& config) { settings_.config = config; }
 
   /// @brief Attention into a new (B, Hq, Nq, Dv) tensor.
   /// @param q       queries (B, Hq, Nq, D)
@@ -148,7 +149,8 @@ class Attend {
   ///         result or writing anything
   Tensor<T, 4> operator()(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                           const CallOptions<T>& options = {}) const {
-    choose(problem(q, k, v, nullptr, options), nullptr);  // validate before sizing a tensor by the inputs
+    const detail::Problem<T> pb = problem(q, k, v, nullptr, options);  // validate before sizing a tensor by them
+    detail::choose_path(settings_, pb.D, pb.Dv, nullptr);
     Tensor<T, 4> out(q.dimension(0), q.dimension(1), q.dimension(2), v.dimension(3));
     forward(q, k, v, TensorView<T, 4>(out), options);
     return out;
@@ -180,33 +182,12 @@ class Attend {
   void forward(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                const TensorView<T, 4>& out, const CallOptions<T>& options = {}) const {
     const detail::Problem<T> pb = problem(q, k, v, &out, options);
-    const Path path = choose(pb, options.dispatch);  // reasons are built only when asked for
-    if (pb.B * pb.Hq * pb.Nq == 0) return;
-    if (pb.Nk == 0) {  // no key at all: every row sees nothing, so 0 and lse -inf, on every path
-      for (Index b = 0; b < pb.B; ++b)
-        for (Index h = 0; h < pb.Hq; ++h)
-          for (Index i = 0; i < pb.Nq; ++i) {
-            for (Index d2 = 0; d2 < pb.Dv; ++d2) pb.out(b, h, i, d2) = T(0);
-            if (pb.lse.data() != nullptr) pb.lse(b, h, i) = -std::numeric_limits<Accum>::infinity();
-          }
-      return;
-    }
-    if (path == Path::math) {
-      detail::run_math(pb, options.device);
-      return;
-    }
+    const Kernel kernel = choose(pb, options.dispatch);  // reasons are built only when asked for
     const int workers = detail::worker_count(options.device);
-    const std::size_t bytes = scratch_bytes(pb, path, workers);
     Workspace local;
     Workspace& ws = options.workspace != nullptr ? *options.workspace : local;
-    ws.reserve(bytes);
-    if (path == Path::flash && detail::use_decode_kernel(pb)) {
-      detail::run_decode(pb, options.device, ws.data());  // few queries per kv head: split-KV
-    } else if (path == Path::flash) {
-      detail::run_flash(pb, options.device, ws.data());
-    } else {
-      detail::run_mem_efficient(pb, options.device, ws.data());
-    }
+    ws.reserve(detail::forward_workspace_bytes(kernel, pb, workers));
+    detail::run_forward(kernel, pb, options.device, ws.data());
   }
 
   /// @brief The path a call with these arguments takes and why the paths before it were passed over,
@@ -221,7 +202,9 @@ class Attend {
   ///         for a config that leaves no path able to serve the call
   Dispatch dispatch(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                     const CallOptions<T>& options = {}) const {
-    return select(problem(q, k, v, nullptr, options));
+    Dispatch report;
+    choose(problem(q, k, v, nullptr, options), &report);
+    return report;
   }
 
   /// @brief Scratch bytes a call with these arguments uses (0 for the math path, which allocates its
@@ -239,91 +222,27 @@ class Attend {
   std::size_t workspace_bytes(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                               const CallOptions<T>& options = {}) const {
     const detail::Problem<T> pb = problem(q, k, v, nullptr, options);
-    return scratch_bytes(pb, choose(pb, nullptr), detail::worker_count(options.device));
+    return detail::forward_workspace_bytes(choose(pb, nullptr), pb, detail::worker_count(options.device));
   }
 
  private:
   /// Validates a call (an output of nullptr: a query that writes nothing) and builds its Problem.
   detail::Problem<T> problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                              const TensorView<T, 4>* out, const CallOptions<T>& options) const {
-    return detail::make_problem<T>(q, k, v, out, options, scale_.value_or(0.0), !scale_.has_value(), dropout_,
-                                   training_, seed_);
+    return detail::make_problem<T>(q, k, v, out, options, settings_);
   }
 
-  Dispatch select(const detail::Problem<T>& pb) const {
-    Dispatch d;
-    choose(pb, &d);
-    return d;
+  /// The kernel a call runs (and its path); fills `report` if set. Throws if no enabled path can
+  /// serve the call.
+  Kernel choose(const detail::Problem<T>& pb, Dispatch* report) const {
+    const Kernel kernel = detail::forward_kernel(pb, detail::choose_path(settings_, pb.D, pb.Dv, report));
+    if (report != nullptr) report->kernel = kernel;
+    return kernel;
   }
 
-  /// The path a call takes; throws if no enabled path can serve it. The reasons the paths before it
-  /// were passed over are written to `reasons` only if it is set: building them allocates, and a call
-  /// with a Workspace must allocate nothing.
-  Path choose(const detail::Problem<T>& pb, Dispatch* reasons) const {
-    const bool fits = pb.D <= kMaxTiledHeadDim && pb.Dv <= kMaxTiledHeadDim;
-    Path path = Path::math;
-    if (!flash_) {
-      path = Path::math;
-    } else if (config_.enable_flash && fits) {
-      path = Path::flash;
-    } else if (config_.enable_mem_efficient && fits) {
-      path = Path::mem_efficient;
-    } else if (config_.enable_math) {
-      path = Path::math;
-    } else {
-      throw Error("no enabled path can serve this call: flash: " + why_not(pb, config_.enable_flash) +
-                  "; mem_efficient: " + why_not(pb, config_.enable_mem_efficient) +
-                  "; math: disabled in FlashAttentionConfig");
-    }
-    if (reasons != nullptr) {
-      reasons->path = path;
-      reasons->kernel = kernel_name(pb, path);
-      reasons->flash_reason = path == Path::flash ? std::string() : why_not(pb, config_.enable_flash);
-      reasons->mem_efficient_reason =
-          path != Path::math ? std::string() : why_not(pb, config_.enable_mem_efficient);
-    }
-    return path;
-  }
-
-  /// The kernel a path runs for this call (Dispatch::kernel).
-  static const char* kernel_name(const detail::Problem<T>& pb, Path path) {
-    switch (path) {
-      case Path::flash:
-        if (detail::use_decode_kernel(pb)) return "split_kv_decode";
-        return detail::kBf16Dot<T> && pb.D % 2 == 0 ? "query_tiles_bf16_dot" : "query_tiles";
-      case Path::mem_efficient: return "query_chunks";
-      case Path::math: return "contraction";
-    }
-    return "";
-  }
-
-  /// Why a tiled path (enabled or not in the config) did not serve the call.
-  std::string why_not(const detail::Problem<T>& pb, bool enabled) const {
-    if (!flash_) return "Attend was constructed with flash = false";
-    if (!enabled) return "disabled in FlashAttentionConfig";
-    return "head dimensions D = " + std::to_string(pb.D) + ", Dv = " + std::to_string(pb.Dv) +
-           " exceed the tiled kernels' limit of " + std::to_string(kMaxTiledHeadDim);
-  }
-
-  static std::size_t scratch_bytes(const detail::Problem<T>& pb, Path path, int workers) {
-    switch (path) {
-      case Path::flash:
-        return detail::use_decode_kernel(pb) ? detail::decode_workspace_bytes(pb, workers)
-                                             : detail::flash_workspace_bytes<T>(pb.D, pb.Dv, workers);
-      case Path::mem_efficient: return detail::mem_efficient_workspace_bytes<T>(pb.Nk, pb.D, pb.Dv, workers);
-      case Path::math: return 0;
-    }
-    return 0;
-  }
-
-  double dropout_ = 0.0;
-  bool flash_ = false;
-  std::optional<double> scale_;
-  FlashAttentionConfig config_;
-  std::uint64_t seed_ = 0;
-  bool training_ = false;
+  detail::Settings settings_;
 };
 
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
 #endif  // ATTEND_MODULE_HPP

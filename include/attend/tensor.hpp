@@ -21,12 +21,15 @@
 #ifndef EIGEN_USE_THREADS
 #define EIGEN_USE_THREADS
 #endif
+
 #include <unsupported/Eigen/CXX11/Tensor>
 #if !EIGEN_VERSION_AT_LEAST(3, 4, 90) && !defined(EIGEN_CXX11_TENSOR_TENSOR_DEVICE_THREAD_POOL_H)
 #error "attend: Eigen's Tensor module was included without EIGEN_USE_THREADS; define it, or include <attend/attend.hpp> first"
 #endif
 
-namespace attend {
+#include "attend/detail/abi.hpp"
+
+ATTEND_BEGIN_NAMESPACE
 
 /// @brief The type of all sizes, strides and indices: 64-bit and signed (`Eigen::Index` is
 /// `std::ptrdiff_t`).
@@ -204,6 +207,6 @@ class TensorView {
 template <typename T, int Rank>
 using ConstView = TensorView<const T, Rank>;
 
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
 #endif  // ATTEND_TENSOR_HPP

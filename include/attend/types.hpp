@@ -8,7 +8,9 @@
 
 #include <Eigen/Core>  // Eigen::bfloat16, Eigen::half
 
-namespace attend {
+#include "attend/detail/abi.hpp"
+
+ATTEND_BEGIN_NAMESPACE
 
 /// @brief True for the element types attend supports: `double`, `float`, `Eigen::bfloat16`,
 /// `Eigen::half`.
@@ -42,6 +44,6 @@ constexpr const char* type_name() {
   else return "f16";
 }
 
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
 #endif  // ATTEND_TYPES_HPP

@@ -9,7 +9,7 @@
 /// @brief Major version. While it is 0, only the same minor version is compatible.
 #define ATTEND_VERSION_MAJOR 0
 /// @brief Minor version.
-#define ATTEND_VERSION_MINOR 1
+#define ATTEND_VERSION_MINOR 2
 /// @brief Patch version.
 #define ATTEND_VERSION_PATCH 0
 

@@ -10,7 +10,9 @@
 
 #include <Eigen/Core>  // Eigen::internal::aligned_malloc
 
-namespace attend {
+#include "attend/detail/abi.hpp"
+
+ATTEND_BEGIN_NAMESPACE
 
 /// @brief Scratch memory a caller owns and lends to calls (attend::CallOptions::workspace), so that
 /// a forward call allocates nothing: size it once with attend::Attend::workspace_bytes().
@@ -78,6 +80,6 @@ class Workspace {
   std::size_t bytes_ = 0;
 };
 
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
 #endif  // ATTEND_WORKSPACE_HPP

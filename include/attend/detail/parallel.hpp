@@ -9,9 +9,10 @@
 #include <atomic>     // std::atomic
 #include <exception>  // std::exception_ptr
 
+#include "attend/detail/abi.hpp"
 #include "attend/tensor.hpp"
 
-namespace attend {
+ATTEND_BEGIN_NAMESPACE
 namespace detail {
 
 /// Number of workers a call uses: the device's thread count, or 1 without a device.
@@ -89,6 +90,6 @@ void parallel_for(const Eigen::ThreadPoolDevice* device, int workers, Index n, F
 }
 
 }  // namespace detail
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
 #endif  // ATTEND_DETAIL_PARALLEL_HPP

@@ -1,5 +1,5 @@
-#ifndef ATTEND_DETAIL_PREFETCH_HPP
-#define ATTEND_DETAIL_PREFETCH_HPP
+#ifndef ATTEND_DETAIL_KERNEL_PREFETCH_HPP
+#define ATTEND_DETAIL_KERNEL_PREFETCH_HPP
 
 // Software prefetch spread over the work instead of issued in one burst.
 //
@@ -7,20 +7,18 @@
 // it. Requesting a whole next work item at once does not achieve that: on Zen 4 a burst of a few
 // hundred prefetches fills the core's miss buffers, and every load behind the burst waits for them.
 // The same requests handed out a few at a time, interleaved with the multiply-adds, overlap with the
-// arithmetic. Measured on one Zen 4 thread: the decode kernel (DecodeTraits::kPrefetchKeys) went from
-// 88-92 to 66-72 ns per key, and a BS-RoFormer frequency-axis tile (62 x 62, D = 64, B = 801, H = 8:
-// 101 MB of q, k and v per call) from 17.0 to 13.7 us with the lines handed out between register
-// blocks, where the same tile then took 12.6 us with its data in cache. (The old burst was one
-// prefetcht0 per line of the next tile, issued before the tile.) Later, with faster tiles (10.8 us in
-// cache), 5 lines every 8 steps of k inside the blocks instead of 38 after each took it from
-// 12.9-13.1 to 11.5-11.9 us (microkernel.hpp, kHookSteps).
+// arithmetic: a BS-RoFormer frequency-axis tile (62 x 62, D = 64, 101 MB of q, k and v per call)
+// takes 11.5-11.9 us from DRAM with 5 lines handed out every 8 steps of k (kHookSteps) against
+// 10.8 us with its data in cache, one Zen 4 thread. (docs/perf-notes.md has the measurements that led
+// here.)
 
 #include <algorithm>  // std::min
 
-#include "attend/detail/kernel_traits.hpp"
-#include "attend/detail/tiles.hpp"
+#include "attend/detail/abi.hpp"
+#include "attend/detail/arch/primitives.hpp"
+#include "attend/tensor.hpp"
 
-namespace attend {
+ATTEND_BEGIN_NAMESPACE
 namespace detail {
 
 /// The cache lines of up to kMaxRanges row ranges, requested into L2 a few at a time by issue().
@@ -103,6 +101,6 @@ inline auto spread_over(LinePrefetcher* next, Index calls) {
 }
 
 }  // namespace detail
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
-#endif  // ATTEND_DETAIL_PREFETCH_HPP
+#endif  // ATTEND_DETAIL_KERNEL_PREFETCH_HPP

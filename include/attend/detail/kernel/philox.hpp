@@ -1,5 +1,5 @@
-#ifndef ATTEND_DETAIL_PHILOX_HPP
-#define ATTEND_DETAIL_PHILOX_HPP
+#ifndef ATTEND_DETAIL_KERNEL_PHILOX_HPP
+#define ATTEND_DETAIL_KERNEL_PHILOX_HPP
 
 // Philox4x32-10, the counter-based generator of Salmon et al., "Parallel random numbers: as easy as
 // 1, 2, 3" (SC'11), with the constants and round structure of Random123's philox.h. Counter-based
@@ -9,7 +9,9 @@
 #include <array>    // std::array
 #include <cstdint>  // std::uint32_t, std::uint64_t
 
-namespace attend {
+#include "attend/detail/abi.hpp"
+
+ATTEND_BEGIN_NAMESPACE
 namespace detail {
 
 using PhiloxBlock = std::array<std::uint32_t, 4>;
@@ -41,6 +43,6 @@ inline PhiloxBlock philox4x32_10(PhiloxBlock ctr, PhiloxKey key) {
 }
 
 }  // namespace detail
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
-#endif  // ATTEND_DETAIL_PHILOX_HPP
+#endif  // ATTEND_DETAIL_KERNEL_PHILOX_HPP

@@ -1,5 +1,5 @@
-#ifndef ATTEND_DETAIL_MATH_PATH_HPP
-#define ATTEND_DETAIL_MATH_PATH_HPP
+#ifndef ATTEND_DETAIL_FORWARD_MATH_HPP
+#define ATTEND_DETAIL_FORWARD_MATH_HPP
 
 // The math path: attention exactly as BS-RoFormer's naive `Attend` writes it,
 //   sim  = einsum('b h i d, b h j d -> b h i j', q, k) * scale
@@ -11,11 +11,14 @@
 #include <cmath>   // std::exp, std::log, std::isnan, std::isfinite
 #include <limits>  // std::numeric_limits
 
+#include "attend/detail/abi.hpp"
+#include "attend/detail/arch/primitives.hpp"
+#include "attend/detail/kernel/mask.hpp"
+#include "attend/detail/kernel/zero_weights.hpp"
 #include "attend/detail/parallel.hpp"
 #include "attend/detail/problem.hpp"
-#include "attend/detail/zero_weights.hpp"
 
-namespace attend {
+ATTEND_BEGIN_NAMESPACE
 namespace detail {
 
 template <typename T>
@@ -46,17 +49,11 @@ void run_math(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device) {
     // _safe_softmax), a NaN anywhere in a row makes the whole row NaN.
     Mat attn(Nq, Nk);  // (Nq, Nk)
     for (Index i = 0; i < Nq; ++i) {
+      for (Index j = 0; j < Nk; ++j) attn(i, j) = sim(i, j);
+      mask_row(pb, b, h, i, 0, Nk, &attn(i, 0), 1);
       Acc m = kNegInf;
       for (Index j = 0; j < Nk; ++j) {
-        Acc s = sim(i, j);
-        if (!pb.causal_visible(i, j)) {
-          s = kNegInf;
-        } else if (pb.keep != nullptr) {
-          if (!pb.keep[pb.mask_offset(b, h, i, j)]) s = kNegInf;
-        } else if (pb.bias != nullptr) {
-          s += static_cast<Acc>(pb.bias[pb.mask_offset(b, h, i, j)]);
-        }
-        attn(i, j) = s;
+        const Acc s = attn(i, j);
         if (s > m || std::isnan(s)) m = std::isnan(m) ? m : s;
       }
       Acc l = 0;
@@ -85,23 +82,14 @@ void run_math(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device) {
     // v has a non-finite entry: redo the product with those entries zeroed and add their terms where
     // the weight is not 0. Finite entries keep the same arithmetic, so nothing else changes.
     if (any_nan(o.data(), Nq * Dv)) {
-      Mat bad(Nk, Dv);  // (Nk, Dv) the non-finite entries, 0 elsewhere
-      for (Index j = 0; j < Nk; ++j) {
+      for (Index j = 0; j < Nk; ++j)
         for (Index d = 0; d < Dv; ++d) {
-          const bool finite = std::isfinite(v(j, d));
-          bad(j, d) = finite ? Acc(0) : v(j, d);
-          if (!finite) v(j, d) = Acc(0);
+          if (!std::isfinite(v(j, d))) v(j, d) = Acc(0);
         }
-      }
       o = attn.contract(v, over_j);
-      for (Index j = 0; j < Nk; ++j) {
-        for (Index d = 0; d < Dv; ++d) {
-          if (bad(j, d) == Acc(0)) continue;
-          for (Index i = 0; i < Nq; ++i) {
-            if (attn(i, j) != Acc(0)) o(i, d) += attn(i, j) * bad(j, d);
-          }
-        }
-      }
+      add_nonfinite_value_terms(
+          pb, b, hk, 0, Nk, Nq, [&](Index j, Index i) { return attn(i, j); },
+          [&](Index i, Index d) -> Acc& { return o(i, d); });
     }
     for (Index i = 0; i < Nq; ++i)
       for (Index d = 0; d < Dv; ++d) pb.out(b, h, i, d) = static_cast<T>(o(i, d));
@@ -109,6 +97,6 @@ void run_math(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device) {
 }
 
 }  // namespace detail
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
-#endif  // ATTEND_DETAIL_MATH_PATH_HPP
+#endif  // ATTEND_DETAIL_FORWARD_MATH_HPP

@@ -1,5 +1,5 @@
-#ifndef ATTEND_DETAIL_DROPOUT_HPP
-#define ATTEND_DETAIL_DROPOUT_HPP
+#ifndef ATTEND_DETAIL_KERNEL_DROPOUT_HPP
+#define ATTEND_DETAIL_KERNEL_DROPOUT_HPP
 
 // Dropout on the attention probabilities, keyed by (seed, offset, b, h, i, j) through Philox so that
 // every path, tile size and thread count keeps and drops exactly the same elements.
@@ -7,10 +7,11 @@
 #include <cmath>    // std::llround
 #include <cstdint>  // std::uint32_t, std::uint64_t
 
-#include "attend/detail/philox.hpp"
+#include "attend/detail/abi.hpp"
+#include "attend/detail/kernel/philox.hpp"
 #include "attend/tensor.hpp"
 
-namespace attend {
+ATTEND_BEGIN_NAMESPACE
 namespace detail {
 
 /// The dropout of one call. Element (b, h, i, j) is kept iff its 32-bit Philox draw u satisfies
@@ -66,6 +67,6 @@ struct Dropout {
 };
 
 }  // namespace detail
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
-#endif  // ATTEND_DETAIL_DROPOUT_HPP
+#endif  // ATTEND_DETAIL_KERNEL_DROPOUT_HPP

@@ -1,5 +1,5 @@
-#ifndef ATTEND_DETAIL_ONLINE_SOFTMAX_HPP
-#define ATTEND_DETAIL_ONLINE_SOFTMAX_HPP
+#ifndef ATTEND_DETAIL_KERNEL_ONLINE_SOFTMAX_HPP
+#define ATTEND_DETAIL_KERNEL_ONLINE_SOFTMAX_HPP
 
 // The online softmax of FlashAttention-2 (and Milakov & Gimelshein, 2018), for a tile of kCols query
 // rows whose scores arrive a block of keys at a time, transposed: s[j * kCols + i] is the score of
@@ -10,65 +10,24 @@
 //   row_sum[i] = Σ_j exp(s_ij - row_max[i])
 // and the caller's output accumulator must be multiplied by rescale[i] = exp(old max - new max)
 // before the new block's exp(s - max) · V is added. The division by row_sum happens once, at the end.
+// The exp is arch/primitives.hpp's exp_or_zero: exactly 0 for a masked score.
 
 #include <cmath>   // std::log
 #include <limits>  // std::numeric_limits
 
 #include <Eigen/Core>
 
-#include "attend/detail/kernel_traits.hpp"
+#include "attend/detail/abi.hpp"
+#include "attend/detail/arch/primitives.hpp"
+#include "attend/tensor.hpp"
 
-namespace attend {
+ATTEND_BEGIN_NAMESPACE
 namespace detail {
-
-/// exp(x) for a packet, and exactly 0 for x = -inf (a masked score must contribute exactly nothing,
-/// or a fully masked row would average V instead of returning 0). NaN stays NaN.
-/// Generic version: Eigen's pexp clamps its argument, so for x = -inf it may return the smallest
-/// normal instead of 0 (double: 5.6e-309); it is zeroed below the last normal result. The AVX-512
-/// float version below returns the true, subnormal exp down to x = -138.6 and exactly 0 beneath.
-template <typename Packet>
-EIGEN_ALWAYS_INLINE Packet exp_or_zero(const Packet& x) {
-  using Scalar = typename Eigen::internal::unpacket_traits<Packet>::type;
-  // exp(-87) = 1.6e-38 (float), exp(-708) = 3.3e-308 (double): the last normal results.
-  const Packet cutoff = Eigen::internal::pset1<Packet>(std::is_same<Scalar, float>::value ? Scalar(-87) : Scalar(-708));
-  const Packet e = Eigen::internal::pexp(x);
-  // pcmp_le(cutoff, x) is all-ones where cutoff <= x; NaN compares false, so the NaN lanes of e are
-  // put back with pandnot (NaN must propagate, never turn into 0).
-  const Packet keep = Eigen::internal::pcmp_le(cutoff, x);
-  const Packet nan = Eigen::internal::pcmp_eq(x, x);  // all-ones where x is not NaN
-  return Eigen::internal::por(Eigen::internal::pand(e, keep), Eigen::internal::pandnot(e, nan));
-}
-
-#if defined(EIGEN_VECTORIZE_AVX512)
-/// AVX-512 float: exp(x) = 2^n · e^r with n = round(x · log2 e) and r = x - n · ln 2 in [-ln2/2, ln2/2],
-/// reduced with ln 2 split in two (Cody & Waite) so r stays exact for |x| up to ~100; e^r from Cephes'
-/// expf minimax polynomial (about 1 ulp); 2^n applied by vscalefps, which also rounds 2^-200 to
-/// exactly 0. About 13 instructions against about 25 for pexp with the masking above: the exp is a
-/// third of the softmax, and the softmax 15% of a flash tile at D = 64.
-template <>
-EIGEN_ALWAYS_INLINE Eigen::internal::Packet16f exp_or_zero(const Eigen::internal::Packet16f& x) {
-  // max(-138.6, x): vmaxps returns its second operand when one is NaN, so NaN survives; -inf and
-  // anything below -138.6 = -200 · ln 2 lands on n = -200, which vscalefps turns into exactly 0.
-  const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-138.6f), x);
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);  // ln 2, high part (exact in n·hi)
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);       // ln 2, low part
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
-#endif
 
 template <typename Acc, int kCols>
 struct OnlineSoftmax {
-  using Packet = typename KernelTraits<Acc>::Packet;
-  static constexpr int kLanes = KernelTraits<Acc>::kLanes;
+  using Packet = PacketOf<Acc>;
+  static constexpr int kLanes = kLanesOf<Acc>;
   static_assert(kCols % kLanes == 0, "OnlineSoftmax: the query tile must be a whole number of packets");
 
   alignas(64) Acc row_max[kCols];
@@ -134,6 +93,6 @@ struct OnlineSoftmax {
 };
 
 }  // namespace detail
-}  // namespace attend
+ATTEND_END_NAMESPACE
 
-#endif  // ATTEND_DETAIL_ONLINE_SOFTMAX_HPP
+#endif  // ATTEND_DETAIL_KERNEL_ONLINE_SOFTMAX_HPP

@@ -1,0 +1,126 @@
+#ifndef ATTEND_DETAIL_DISPATCH_HPP
+#define ATTEND_DETAIL_DISPATCH_HPP
+
+// The one place that decides how a validated call runs: which path (FlashAttentionConfig, with the
+// reasons the paths before it were passed over), which kernel inside the path, how much workspace it
+// takes, and the run itself, including the calls with nothing to compute (B · Hq · Nq = 0) and those
+// with no key (Nk = 0). attend::Attend validates and then asks here; nothing else chooses a kernel.
+
+#include <cstddef>  // std::size_t
+#include <limits>   // std::numeric_limits
+#include <string>   // std::string
+
+#include "attend/config.hpp"
+#include "attend/detail/abi.hpp"
+#include "attend/detail/arch/primitives.hpp"
+#include "attend/detail/forward/decode.hpp"
+#include "attend/detail/forward/flash.hpp"
+#include "attend/detail/forward/math.hpp"
+#include "attend/detail/forward/mem_efficient.hpp"
+#include "attend/detail/kernel/kernel_traits.hpp"
+#include "attend/detail/kernel/products.hpp"
+#include "attend/detail/parallel.hpp"
+#include "attend/detail/problem.hpp"
+#include "attend/error.hpp"
+
+ATTEND_BEGIN_NAMESPACE
+namespace detail {
+
+/// Why a tiled path (enabled or not in the config) did not serve the call.
+inline std::string why_not(const Settings& settings, Index D, Index Dv, bool enabled) {
+  if (!settings.flash) return "Attend was constructed with flash = false";
+  if (!enabled) return "disabled in FlashAttentionConfig";
+  return "head dimensions D = " + std::to_string(D) + ", Dv = " + std::to_string(Dv) +
+         " exceed the tiled kernels' limit of " + std::to_string(TileTraits::kMaxHeadDim);
+}
+
+/// The path a call takes: the first of flash, mem_efficient, math that the settings enable and that
+/// can serve it; throws if none can. The reasons the paths before it were passed over are written to
+/// `report` only if it is set: building them allocates, and a call with a Workspace allocates nothing.
+inline Path choose_path(const Settings& settings, Index D, Index Dv, Dispatch* report) {
+  const FlashAttentionConfig& config = settings.config;
+  const bool fits = D <= TileTraits::kMaxHeadDim && Dv <= TileTraits::kMaxHeadDim;
+  Path path = Path::math;
+  if (!settings.flash) {
+    path = Path::math;
+  } else if (config.enable_flash && fits) {
+    path = Path::flash;
+  } else if (config.enable_mem_efficient && fits) {
+    path = Path::mem_efficient;
+  } else if (!config.enable_math) {
+    throw Error("no enabled path can serve this call: flash: " + why_not(settings, D, Dv, config.enable_flash) +
+                "; mem_efficient: " + why_not(settings, D, Dv, config.enable_mem_efficient) +
+                "; math: disabled in FlashAttentionConfig");
+  }
+  if (report != nullptr) {
+    report->path = path;
+    report->flash_reason = path == Path::flash ? std::string() : why_not(settings, D, Dv, config.enable_flash);
+    report->mem_efficient_reason =
+        path != Path::math ? std::string() : why_not(settings, D, Dv, config.enable_mem_efficient);
+    report->isa = ATTEND_ISA_NAME;
+  }
+  return path;
+}
+
+/// The kernel a path runs for a forward call.
+template <typename T>
+Kernel forward_kernel(const Problem<T>& pb, Path path) {
+  switch (path) {
+    case Path::flash:
+      if (use_decode_kernel(pb)) return Kernel::split_kv_decode;
+      return kBf16Dot<T> && pb.D % 2 == 0 ? Kernel::query_tiles_bf16_dot : Kernel::query_tiles;
+    case Path::mem_efficient: return Kernel::query_chunks;
+    case Path::math: return Kernel::contraction;
+  }
+  return Kernel::contraction;
+}
+
+/// Calls f(Impl{}) with the forward kernel's implementation: a type with workspace_bytes(pb, workers)
+/// and run(pb, device, workspace). Kernel::contraction has none (math allocates its own temporaries).
+template <typename T, typename F>
+void with_forward_kernel(Kernel kernel, F&& f) {
+  switch (kernel) {
+    case Kernel::query_tiles: f(FlashForward<T, FmaTiles<T>>{}); return;
+    case Kernel::query_tiles_bf16_dot:
+      if constexpr (kBf16Dot<T>) f(FlashForward<T, PairTiles<T>>{});
+      return;
+    case Kernel::split_kv_decode: f(DecodeForward<T>{}); return;
+    case Kernel::query_chunks: f(MemEfficientForward<T>{}); return;
+    default: return;
+  }
+}
+
+/// Scratch bytes a forward kernel needs for `workers` workers (0 for math and for calls with nothing
+/// to compute).
+template <typename T>
+std::size_t forward_workspace_bytes(Kernel kernel, const Problem<T>& pb, int workers) {
+  if (pb.B * pb.Hq * pb.Nq == 0 || pb.Nk == 0) return 0;
+  std::size_t bytes = 0;
+  with_forward_kernel<T>(kernel, [&](auto impl) { bytes = decltype(impl)::workspace_bytes(pb, workers); });
+  return bytes;
+}
+
+/// Runs a validated forward call with its kernel; `workspace` holds forward_workspace_bytes.
+template <typename T>
+void run_forward(Kernel kernel, const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+  if (pb.B * pb.Hq * pb.Nq == 0) return;
+  if (pb.Nk == 0) {  // no key at all: every row sees nothing, so 0 and lse -inf, on every path
+    for (Index b = 0; b < pb.B; ++b)
+      for (Index h = 0; h < pb.Hq; ++h)
+        for (Index i = 0; i < pb.Nq; ++i) {
+          for (Index d = 0; d < pb.Dv; ++d) pb.out(b, h, i, d) = T(0);
+          if (pb.lse.data() != nullptr) pb.lse(b, h, i) = -std::numeric_limits<acc_t<T>>::infinity();
+        }
+    return;
+  }
+  if (kernel == Kernel::contraction) {
+    run_math(pb, device);
+    return;
+  }
+  with_forward_kernel<T>(kernel, [&](auto impl) { decltype(impl)::run(pb, device, workspace); });
+}
+
+}  // namespace detail
+ATTEND_END_NAMESPACE
+
+#endif  // ATTEND_DETAIL_DISPATCH_HPP

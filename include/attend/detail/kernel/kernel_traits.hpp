@@ -1,0 +1,119 @@
+#ifndef ATTEND_DETAIL_KERNEL_KERNEL_TRAITS_HPP
+#define ATTEND_DETAIL_KERNEL_KERNEL_TRAITS_HPP
+
+// Every compile-time tiling constant of the kernels, derived in one place from the target's SIMD
+// width and register count, with the constraints checked beside each number (FlashAttention's
+// kernel_traits.h):
+//   TileTraits          the tiles of the flash and mem_efficient paths (queries and keys per tile)
+//   RegisterBlocking    the micro-kernel's register block for a multiply-add policy
+//   DecodeTraits        the split-KV decode kernel: when it serves a call, its splits and chunks
+
+#include <cstddef>  // std::size_t
+
+#include "attend/detail/abi.hpp"
+#include "attend/detail/arch/primitives.hpp"
+#include "attend/tensor.hpp"
+
+ATTEND_BEGIN_NAMESPACE
+namespace detail {
+
+struct TileTraits {
+  /// Queries per tile (Br). The query index runs along the SIMD lanes of the score product (scores
+  /// are kept transposed, keys by queries), so the row max, the exp and the row sum of the online
+  /// softmax are vertical vector operations with no horizontal reductions. 64 queries fill four
+  /// AVX-512 float packets, and a tile's transposed Q (D x 64 floats: 16 KiB at D = 64) stays in L1.
+  static constexpr int kBlockQ = 64;
+
+  /// Keys per tile (Bc). The score tile S^T (Bc x Br floats) is 16 KiB at 64, so Q^T, S^T and the
+  /// output accumulator (D, Bc and Dv times 64 floats) together take 48 KiB at D = Dv = 64: Zen 5's
+  /// and Sapphire Rapids' L1D (Zen 4 has 32 KiB, so there one of them lives in L2 and the long shapes
+  /// still reach 0.82-0.84 of the FMA peak). Larger tiles amortise the per-tile rescale of O but spill
+  /// the score tile to L2.
+  static constexpr int kBlockK = ATTEND_KERNEL_BLOCK_K;
+  static_assert(kBlockK >= 1, "ATTEND_KERNEL_BLOCK_K must be positive");
+
+  /// Outputs of at least this many bytes are written with non-temporal stores (output_is_streamed):
+  /// 32 MiB is the L3 of one Zen 4 CCD and more than most chips' L3 per socket slice, so such an
+  /// output leaves the caches before a consumer reads it anyway.
+  static constexpr std::size_t kStreamOutputBytes = std::size_t(32) << 20;
+
+  /// Largest D or Dv the tiled paths (flash, mem_efficient) take: a worker's scratch grows as 64 · (D +
+  /// Dv) values, 0.5 MiB at 1024. Larger heads (the cross-covariance attention of Mel-RoFormer has D =
+  /// T·F, tens of thousands) are better served by the math path's blocked GEMMs. The public name is
+  /// attend::Attend::kMaxTiledHeadDim.
+  static constexpr Index kMaxHeadDim = 1024;
+
+  /// Scratch alignment in bytes: a cache line, and enough for aligned loads of any packet.
+  static constexpr std::size_t kAlign = 64;
+  static_assert(kBlockQ * sizeof(float) % kAlign == 0, "a row of a packed tile must keep the next row aligned");
+};
+
+/// The register block of the micro-kernel (kernel/microkernel.hpp) for a multiply-add policy Ops
+/// (arch/primitives.hpp: FmaOps, Bf16PairOps): kRegM rows by kRegN packets of accumulators.
+template <class Ops>
+struct RegisterBlocking {
+  static constexpr int kLanes = Ops::kLanes;
+  /// With 32 vector registers (AVX-512, NEON): 6 x 4 = 24 accumulators, 4 B-packets and a broadcast.
+  /// With 16 (AVX2, SSE): 2 x 4 = 8 accumulators (3 x 4 would need 17 registers). Either way there
+  /// are enough independent chains to cover the multiply-add's latency (Ops::kMinChains).
+  static constexpr int kRegN = 4;
+  static constexpr int kRegM = Ops::kRegisters >= 32 ? 6 : 2;
+  static_assert(kRegM * kRegN + kRegN + 1 <= Ops::kRegisters, "accumulators, B packets and a broadcast must fit in registers");
+  static_assert(kRegM * kRegN >= Ops::kMinChains, "too few independent chains to hide the multiply-add's latency");
+
+  /// Columns one micro-kernel call covers; a panel of TileTraits::kBlockQ columns is kColBlocks of
+  /// them (with 4-lane packets, 16 columns: 4 blocks), or one narrower block of kRegNUsed packets.
+  static constexpr int kColsPerBlock = kRegN * kLanes;
+  static_assert(TileTraits::kBlockQ % kColsPerBlock == 0 || kColsPerBlock > TileTraits::kBlockQ,
+                "the query tile must be a whole number of micro-kernel column blocks");
+  static_assert(TileTraits::kBlockQ % kLanes == 0, "the query tile must be a whole number of packets");
+  static constexpr int kColBlocks = kColsPerBlock > TileTraits::kBlockQ ? 1 : TileTraits::kBlockQ / kColsPerBlock;
+  static constexpr int kRegNUsed = kColsPerBlock > TileTraits::kBlockQ ? TileTraits::kBlockQ / kLanes : kRegN;
+};
+
+/// The split-KV decode kernel (forward/decode.hpp). `blocked` is whether the target has its 4 x 4
+/// score blocks and 4-row value blocks (forward/decode_blocks.hpp: AVX-512 float accumulation);
+/// elsewhere it is the row-at-a-time form.
+struct DecodeTraits {
+  /// Queries per head (Nq) up to which a call takes this kernel, whatever Hq/Hkv: both kernels'
+  /// costs grow with the number of query heads, so the choice depends on Nq and the head sizes only.
+  /// A 64-query tile costs the same for 1 query as for 64; this kernel's cost grows with Nq.
+  ///
+  /// Blocked: Nq <= 8 + (D + Dv) / 8, at most 32. It costs 4.5 ns per (query row, key) at D = Dv =
+  /// 16 and 8.4 at 128, one Zen 4 thread. Measured crossovers against the tiles (Hq 8, Hkv 2, Nk 1200,
+  /// bottom_right): Nq 12-16 at D = Dv = 16, 16-24 at 32, 24-32 at 64, 32-40 at 128, 40-48 at 256. At
+  /// the limit the kernel is 11-20% faster than the tiles (D = 16: 506 against 569 us; 64: 1249
+  /// against 1669; 128: 2544 against 3147).
+  ///
+  /// Row at a time: Nq <= (D + Dv) / 8, at most 24. It costs 9-11 ns per (query row, key), almost
+  /// whatever D; crossovers Nq 4-8 at D = Dv = 16, 24-28 at 64, 28-32 at 128 (Hq 8 or 32, Hkv 2 or 8
+  /// alike).
+  static constexpr Index kHeadDimsPerQuery = 8;
+  static constexpr Index kBlockedBaseQueries = 8;
+  static constexpr Index kBlockedMaxQueries = 32;
+  static constexpr Index kMaxQueries = 24;
+  /// Keys per split: 512 keys of D = 128 floats are 256 KiB of K and V, a few microseconds of
+  /// streaming, so a 4096-key cache gives 8 items per kv head to spread over threads, and the merge
+  /// (a few multiply-adds per row and split) stays negligible.
+  static constexpr Index kSplitKeys = 512;
+  /// Keys scored at a time: the exp and the max run over one packet of 16 scores per row.
+  static constexpr Index kChunk = 16;
+  /// How far ahead K and V rows are requested (prefetcht1). The kernel streams K and V once, so it
+  /// waits on memory unless loads are in flight ahead of it; at (Hkv 8, Nk 4096, D 128, 4 rows) on
+  /// one Zen 4 thread, from DRAM:
+  ///   no prefetch                                                    112-118 ns per key
+  ///   16 keys' rows (256 lines) in one burst per chunk, 64 keys ahead  88-92
+  ///   the same with prefetcht0 or prefetchnta                          121-125
+  ///   4 keys' rows (64 lines) before each 4-key score block, 64 ahead  70-72
+  ///   the same, 32 or 128 keys ahead                                   71-83
+  /// A burst of 256 prefetches fills the core's miss buffers and stalls everything behind it;
+  /// spread over the chunk's four score blocks they overlap with the products. With K and V in
+  /// cache the kernel takes 32 ns per key, so the rest is memory.
+  static constexpr Index kPrefetchKeys = 64;
+  static_assert(kChunk % 4 == 0, "a chunk is whole 4-key score blocks");
+};
+
+}  // namespace detail
+ATTEND_END_NAMESPACE
+
+#endif  // ATTEND_DETAIL_KERNEL_KERNEL_TRAITS_HPP

@@ -1,5 +1,8 @@
-// Shared by odr_a.cpp and odr_b.cpp: one attention call on a given path, with a mask, causality,
-// the lse output and a two-thread pool, so that each TU instantiates every kernel.
+// Shared by odr_a.cpp and odr_b.cpp, which are compiled with different target flags (odr_a.cpp with
+// attend::native, odr_b.cpp for the baseline of the architecture) and linked into one program: one
+// attention call on a given path, type and thread count, with a mask, causality, dropout, the lse
+// output and a Workspace sized by workspace_bytes() in the same translation unit, as a user would
+// write it. Each TU must run its own kernels with its own scratch layout (detail/abi.hpp).
 #ifndef ATTEND_TESTS_ODR_HPP
 #define ATTEND_TESTS_ODR_HPP
 
@@ -9,13 +12,33 @@
 
 namespace attend_odr {
 
+/// out and lse of one call, in double, and the instruction set, kernel and ABI tag of the TU that
+/// ran it. Nothing of attend's crosses between the two TUs: their attend::Path, attend::Kernel and
+/// every other attend type are different types (a declaration shared with one would not link), so
+/// the interface is plain values.
+struct Result {
+  std::vector<double> values;
+  const char* isa;
+  const char* abi;
+  const char* kernel;
+};
+
+// In an unnamed namespace, so that each TU's instantiation is its own: a template of the test's own,
+// instantiated in both TUs with the same name, would be the same ODR trap one level up (the linker
+// would keep one TU's copy, with that TU's attend inside).
+namespace {
+
 template <typename T>
-std::vector<T> run(attend::Path path) {
-  const attend::Index B = 2, Hq = 4, Hkv = 2, Nq = 70, Nk = 67, D = 16;  // GQA, a ragged tile edge
+Result run(int path_index) {
+  const auto path = static_cast<attend::Path>(path_index);
+  const attend::Index B = 2, Hq = 4, Hkv = 2, Nq = 70, Nk = 67, D = 64;  // GQA, a ragged tile edge
   attend::Tensor<T, 4> q(B, Hq, Nq, D), k(B, Hkv, Nk, D), v(B, Hkv, Nk, D);
-  for (attend::Index i = 0; i < q.size(); ++i) q.data()[i] = T(0.01) * T(i % 97) - T(0.5);
-  for (attend::Index i = 0; i < k.size(); ++i) k.data()[i] = T(0.02) * T(i % 53) - T(0.5);
-  for (attend::Index i = 0; i < v.size(); ++i) v.data()[i] = T(0.03) * T(i % 31) - T(0.4);
+  // Inputs that every target computes exactly (small integers over a power of two): an expression such
+  // as 0.01f * x - 0.5f would be one FMA in a TU built with -march=native and two roundings in one
+  // built for the baseline, and the two TUs would start from different inputs.
+  for (attend::Index i = 0; i < q.size(); ++i) q.data()[i] = static_cast<T>(double(i % 97 - 48) / 64.0);
+  for (attend::Index i = 0; i < k.size(); ++i) k.data()[i] = static_cast<T>(double(i % 53 - 26) / 32.0);
+  for (attend::Index i = 0; i < v.size(); ++i) v.data()[i] = static_cast<T>(double(i % 31 - 13) / 16.0);
   attend::Tensor<bool, 2> keep(Nq, Nk);
   for (attend::Index i = 0; i < Nq; ++i)
     for (attend::Index j = 0; j < Nk; ++j) keep(i, j) = (i + j) % 5 != 0;
@@ -30,21 +53,33 @@ std::vector<T> run(attend::Path path) {
   Eigen::ThreadPool pool(2);
   Eigen::ThreadPoolDevice device(&pool, 2);
   attend::Tensor<attend::acc_t<T>, 3> lse(B, Hq, Nq);
+  attend::Dispatch report;
   attend::CallOptions<T> options;
   options.mask = attend::Mask<T>::keep(attend::ConstView<bool, 2>(keep));
   options.causal = attend::Causal::bottom_right;
   options.lse = lse;
   options.device = &device;
   options.dropout_offset = 3;
-  const attend::Tensor<T, 4> out = attn(q, k, v, options);
+  options.dispatch = &report;
+  // The workspace is sized here, by this TU's workspace_bytes: with a shared symbol, another TU's
+  // kernel could write past its end.
+  attend::Workspace workspace(attn.workspace_bytes(q, k, v, options));
+  options.workspace = &workspace;
+  attend::Tensor<T, 4> out(B, Hq, Nq, D);
+  attn(q, k, v, attend::TensorView<T, 4>(out), options);
 
-  std::vector<T> result(out.data(), out.data() + out.size());
-  result.insert(result.end(), lse.data(), lse.data() + lse.size());
-  return result;
+  Result r{{}, report.isa, ATTEND_ABI_NAME, attend::kernel_name(report.kernel)};
+  for (attend::Index i = 0; i < out.size(); ++i) r.values.push_back(static_cast<double>(out.data()[i]));
+  for (attend::Index i = 0; i < lse.size(); ++i) r.values.push_back(static_cast<double>(lse.data()[i]));
+  return r;
 }
 
-std::vector<float> run_b_float(attend::Path path);    // defined in odr_b.cpp
-std::vector<double> run_b_double(attend::Path path);  // defined in odr_b.cpp
+}  // namespace
+
+// Defined in odr_b.cpp; `path` is the index of an attend::Path.
+Result run_b_float(int path);
+Result run_b_double(int path);
+Result run_b_bf16(int path);
 
 }  // namespace attend_odr
 

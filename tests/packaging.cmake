@@ -1,6 +1,7 @@
 # Packaging tests: what a user of attend relies on besides the numbers.
 #   attend.headers            every public header compiles on its own, warning-free (Catch2 surrogates)
-#   attend.odr                two translation units using attend link into one program (fmt ranges-odr-test)
+#   attend.odr.*              two translation units compiled with different target flags link into one
+#                             program, in both orders, each running its own kernels (fmt ranges-odr-test)
 #   attend.package.*          consumer projects get attend each way the README documents: from the
 #                             installed tree, the build tree, add_subdirectory, FetchContent and pkg-config
 # Included by tests/CMakeLists.txt, in-tree or standalone (cmake -S tests against an installed attend):
@@ -47,12 +48,20 @@ if(attend_pkg_header_count EQUAL 0)
   message(FATAL_ERROR "attend: no headers found under ${attend_pkg_include_dir}/attend")
 endif()
 
+# Twice: for the baseline and for this machine's instruction set (-march=native), so that every
+# instruction-set branch of detail/arch/ is checked too.
 add_library(attend_header_check OBJECT ${attend_pkg_surrogates})
-target_include_directories(attend_header_check BEFORE PRIVATE "${attend_pkg_include_dir}")
-target_link_libraries(attend_header_check PRIVATE Eigen3::Eigen)
-target_compile_options(attend_header_check PRIVATE ${attend_pkg_strict_warnings})
-# Exactly C++17, no GNU extensions: what the package promises.
-set_target_properties(attend_header_check PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
+add_library(attend_header_check_native OBJECT ${attend_pkg_surrogates})
+foreach(target attend_header_check attend_header_check_native)
+  target_include_directories(${target} BEFORE PRIVATE "${attend_pkg_include_dir}")
+  target_link_libraries(${target} PRIVATE Eigen3::Eigen)
+  target_compile_options(${target} PRIVATE ${attend_pkg_strict_warnings})
+  # Exactly C++17, no GNU extensions: what the package promises.
+  set_target_properties(${target} PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
+endforeach()
+if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang" AND NOT CMAKE_CROSSCOMPILING)
+  target_compile_options(attend_header_check_native PRIVATE -march=native)
+endif()
 # The surrogates build with everything else; this test names the check in ctest's report and rebuilds
 # it if a header changed since the last build.
 get_property(attend_pkg_multi_config GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
@@ -62,18 +71,43 @@ else()
   set(attend_pkg_config_arg "")
 endif()
 add_test(NAME attend.headers
-         COMMAND "${CMAKE_COMMAND}" --build "${CMAKE_BINARY_DIR}" ${attend_pkg_config_arg} --target attend_header_check)
+         COMMAND "${CMAKE_COMMAND}" --build "${CMAKE_BINARY_DIR}" ${attend_pkg_config_arg}
+                 --target attend_header_check attend_header_check_native)
 
-# ---- ODR: two TUs instantiating and calling Attend<float> and Attend<double>, in one program ----
-# A non-inline function or variable defined in a header fails to link here; odr_b.cpp also includes
-# Eigen's Tensor module itself first (the other documented include order).
-add_executable(attend_odr "${CMAKE_CURRENT_SOURCE_DIR}/odr_a.cpp" "${CMAKE_CURRENT_SOURCE_DIR}/odr_b.cpp")
-target_link_libraries(attend_odr PRIVATE attend::attend)
+# ---- ODR: two TUs compiled with different target flags, linked into one program, in both orders ----
+# odr_a.cpp with attend::native, odr_b.cpp for the architecture's baseline: each must run its own
+# kernels with its own scratch layout (detail/abi.hpp), which the programs check at run time and
+# odr_symbols.cmake checks in the objects (no weak attend:: symbol defined by both). A function or
+# variable defined non-inline in a header fails to link here. The baseline is named explicitly, so a
+# build whose CMAKE_CXX_FLAGS carry -march=native (the sanitizer stage) still mixes two targets.
 include("${CMAKE_CURRENT_LIST_DIR}/../cmake/attendWarnings.cmake" OPTIONAL)
-if(COMMAND attend_target_warnings)
-  attend_target_warnings(attend_odr)  # -Wall -Wextra -Wpedantic (-Werror with ATTEND_WERROR)
+set(attend_odr_baseline "")
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  set(attend_odr_baseline -march=x86-64 -mtune=generic)
 endif()
-add_test(NAME attend.odr COMMAND attend_odr)
+if(TARGET attend::native)
+  set(attend_odr_native attend::native)
+else()
+  set(attend_odr_native attend::attend)
+endif()
+add_library(attend_odr_a OBJECT "${CMAKE_CURRENT_SOURCE_DIR}/odr_a.cpp")
+target_link_libraries(attend_odr_a PRIVATE ${attend_odr_native})
+add_library(attend_odr_b OBJECT "${CMAKE_CURRENT_SOURCE_DIR}/odr_b.cpp")
+target_link_libraries(attend_odr_b PRIVATE attend::attend)
+target_compile_options(attend_odr_b PRIVATE ${attend_odr_baseline})
+add_executable(attend_odr_ab $<TARGET_OBJECTS:attend_odr_a> $<TARGET_OBJECTS:attend_odr_b>)
+add_executable(attend_odr_ba $<TARGET_OBJECTS:attend_odr_b> $<TARGET_OBJECTS:attend_odr_a>)
+foreach(target attend_odr_a attend_odr_b attend_odr_ab attend_odr_ba)
+  target_link_libraries(${target} PRIVATE attend::attend)
+  if(COMMAND attend_target_warnings)
+    attend_target_warnings(${target})  # -Wall -Wextra -Wpedantic (-Werror with ATTEND_WERROR)
+  endif()
+endforeach()
+add_test(NAME attend.odr.link_ab COMMAND attend_odr_ab)
+add_test(NAME attend.odr.link_ba COMMAND attend_odr_ba)
+add_test(NAME attend.odr.symbols
+         COMMAND "${CMAKE_COMMAND}" "-DNM=${CMAKE_NM}" "-DA=$<TARGET_OBJECTS:attend_odr_a>"
+                 "-DB=$<TARGET_OBJECTS:attend_odr_b>" -P "${CMAKE_CURRENT_LIST_DIR}/odr_symbols.cmake")
 
 # ---- Consumer projects (tests/package), each built with `ctest --build-and-test` ----
 set(attend_pkg_consumer_src "${CMAKE_CURRENT_SOURCE_DIR}/package")

@@ -53,18 +53,24 @@ build_dir="${BUILD_DIR:-build-peers}"
 jobs="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 packages="${ATTEND_PEERS_PACKAGES:-torch onnxruntime onnx numpy matplotlib}"
 
-# --render needs neither the build nor the peers, only matplotlib.
 render=0
 for a in "$@"; do
   [[ "$a" == --render || "$a" == --render=* ]] && render=1
 done
 
-if [[ $render == 0 ]]; then
-  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    scripts/deps.sh python3-venv
+# --render: the venv's Python if there is one, else python3 (either needs only matplotlib).
+if [[ $render == 1 ]]; then
+  py=python3
+  if [[ -x "$venv_abs/bin/python" ]] && "$venv_abs/bin/python" -c 'import matplotlib' >/dev/null 2>&1; then
+    py="$venv_abs/bin/python"
   fi
-  scripts/deps.sh
+  exec "$py" bench/peers/run.py "$@"
 fi
+
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  scripts/deps.sh python3-venv
+fi
+scripts/deps.sh
 
 # The virtual environment.
 if [[ ! -x "$venv_abs/bin/python" ]]; then
@@ -90,16 +96,15 @@ if [[ "${ATTEND_PEERS_UPGRADE:-0}" == 1 ]] || ! "$py" -c 'import torch, onnxrunt
 fi
 "$py" -c 'import torch, onnxruntime; print(f"peers.sh: torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")' >&2
 
-if [[ $render == 0 ]]; then
-  configure=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release
-             -DATTEND_BUILD_BENCHMARKS=ON -DATTEND_BUILD_TESTS=OFF -DATTEND_BUILD_EXAMPLES=OFF)
-  if command -v ccache >/dev/null 2>&1; then
-    configure+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-  fi
-  cmake "${configure[@]}" >/dev/null
-  nice -n 10 cmake --build "$build_dir" -j "$jobs" --target attend_bench
-  echo "peers.sh: set up in $((SECONDS - start)) s" >&2
+# attend_bench: Release; the attend::native target adds -march=native.
+configure=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release
+           -DATTEND_BUILD_BENCHMARKS=ON -DATTEND_BUILD_TESTS=OFF -DATTEND_BUILD_EXAMPLES=OFF)
+if command -v ccache >/dev/null 2>&1; then
+  configure+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
+cmake "${configure[@]}" >/dev/null
+nice -n 10 cmake --build "$build_dir" -j "$jobs" --target attend_bench
+echo "peers.sh: set up in $((SECONDS - start)) s" >&2
 
 "$py" bench/peers/run.py --attend-bench "$build_dir/bench/attend_bench" "$@"
 echo "peers.sh: done in $((SECONDS - start)) s" >&2

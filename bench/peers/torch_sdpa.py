@@ -3,59 +3,136 @@
 
 Runs where PyTorch is installed (the project's own CI does not need it):
     python3 bench/peers/torch_sdpa.py --threads 1,2,16 > torch.txt
-Prints one line per (backend, shape, threads): median seconds of 5 timed calls after 2 warm-ups,
-GFLOP/s with attend_bench's FLOP count (4*B*Hq*Nq*Nk*D, half for the causal square shape).
+    python3 bench/peers/torch_sdpa.py --types f32,bf16 --backward --shapes long4k
+Prints one line per (backend, type, shape, threads), forward and, with --backward, backward:
+    torch/flash/f32/long4k/2 mean_s=0.0xxxxx GFLOPS=x cpu_util=x
+    torch/flash_bwd/f32/long4k/2 ...
+Timing as attend_bench's (bench/peers/common.py time_calls): one warm-up call, then batches until
+one lasts --min_time seconds; mean wall time per call of that batch. GFLOP/s with attend_bench's
+FLOP counts (forward 4*B*Hq*Nq*Nk*D; backward 2*B*Hq*Nq*Nk*(3*D + 2*Dv); half for the causal square
+shape). Inputs are uniform in [-1, 1), (B, H, N, D) contiguous, as attend_bench's; decode rows rotate
+through copies of K and V (>= 4x the L3), as attend_bench's do. The backward times
+torch.autograd.grad(out, (q, k, v), dout, retain_graph=True) on a forward graph built once, that is
+the backward kernel alone.
+
+--serve: a worker for bench/peers/run.py (JSON requests on stdin, see common.serve).
 """
 import argparse
-import statistics
-import time
+import os
+import sys
 
-import torch
-import torch.nn.functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import SHAPES, Unavailable, flops, kv_copies, serve, time_calls  # noqa: E402
 
-SHAPES = {  # name: (B, Hq, Hkv, Nq, Nk, D, causal)
-    "bsr_time": (62, 8, 8, 801, 801, 64, False),
-    "bsr_freq": (801, 8, 8, 62, 62, 64, False),
-    "long4k": (1, 8, 8, 4096, 4096, 64, False),
-    "causal2k_d128": (1, 16, 16, 2048, 2048, 128, True),
-    "decode_gqa": (1, 32, 8, 1, 4096, 128, False),
-}
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16, "f64": torch.float64}
+BACKENDS = {"flash": torch.nn.attention.SDPBackend.FLASH_ATTENTION, "math": torch.nn.attention.SDPBackend.MATH}
+
+_inputs = {"key": None}
+
+
+def inputs(shape, typ):
+    """q, [k copies], [v copies] for (shape, type), uniform in [-1, 1); one (shape, type) kept at a time."""
+    key = (shape, typ)
+    if _inputs["key"] != key:
+        _inputs.clear()
+        _inputs["key"] = None
+        B, Hq, Hkv, Nq, Nk, D, _causal, _decode = SHAPES[shape]
+        g = torch.Generator().manual_seed(1)
+        dt = DTYPES[typ]
+
+        def uniform(*size):
+            return (torch.rand(*size, generator=g) * 2 - 1).to(dt)
+
+        q = uniform(B, Hq, Nq, D)
+        n = kv_copies(shape, typ)
+        ks = [uniform(B, Hkv, Nk, D) for _ in range(n)]
+        vs = [uniform(B, Hkv, Nk, D) for _ in range(n)]
+        _inputs.update(key=key, q=q, k=ks, v=vs)
+    return _inputs["q"], _inputs["k"], _inputs["v"]
+
+
+def measure(variant, direction, shape, typ, threads, min_time):
+    """Times one row; returns {"seconds", "iterations", "cpu_util", ...}. variant: flash or math."""
+    if variant not in BACKENDS:
+        raise Unavailable(f"unknown torch backend {variant}")
+    if typ not in DTYPES:
+        raise Unavailable(f"unknown type {typ}")
+    _B, Hq, Hkv, _Nq, _Nk, _D, causal, _decode = SHAPES[shape]
+    torch.set_num_threads(threads)
+    q, ks, vs = inputs(shape, typ)
+    gqa = Hq != Hkv
+
+    def sdpa(q_, k_, v_):
+        return F.scaled_dot_product_attention(q_, k_, v_, is_causal=causal, enable_gqa=gqa)
+
+    with torch.nn.attention.sdpa_kernel(BACKENDS[variant]):
+        if direction == "fwd":
+            with torch.no_grad():
+                def call(i):
+                    c = i % len(ks)
+                    sdpa(q, ks[c], vs[c])
+
+                r = time_calls(call, min_time, threads)
+        else:
+            # One forward graph per copy of K and V (one, except for decode rows); the timed part is
+            # the backward alone, as attend_bench's _bwd rows.
+            graphs = []
+            g = torch.Generator().manual_seed(7)
+            for c in range(len(ks)):
+                qq, kk, vv = (t.detach().clone().requires_grad_(True) for t in (q, ks[c], vs[c]))
+                out = sdpa(qq, kk, vv)
+                dout = (torch.rand(out.shape, generator=g) * 2 - 1).to(out.dtype)
+                graphs.append((out, (qq, kk, vv), dout))
+
+            def call(i):
+                out, leaves, dout = graphs[i % len(graphs)]
+                torch.autograd.grad(out, leaves, dout, retain_graph=True)
+
+            r = time_calls(call, min_time, threads)
+            del graphs
+    r["flops"] = flops(shape, direction)
+    return r
+
+
+def info():
+    return {"peer": "torch", "version": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "parallel": torch.__config__.parallel_info().splitlines()[-1].strip()}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--shapes", default=",".join(s for s in SHAPES if s != "long16k"))
     ap.add_argument("--backends", default="flash,math")
+    ap.add_argument("--types", default="f32")
+    ap.add_argument("--backward", action="store_true", help="also time the backward (not for decode shapes)")
+    ap.add_argument("--min_time", type=float, default=0.2)
+    ap.add_argument("--serve", action="store_true", help="worker for bench/peers/run.py")
     args = ap.parse_args()
-    torch.manual_seed(0)
-    for name in args.shapes.split(","):
-        B, Hq, Hkv, Nq, Nk, D, causal = SHAPES[name]
-        q = torch.randn(B, Hq, Nq, D)
-        k = torch.randn(B, Hkv, Nk, D)
-        v = torch.randn(B, Hkv, Nk, D)
-        flops = 4.0 * B * Hq * Nq * Nk * D / (2 if causal else 1)
-        for backend in args.backends.split(","):
-            kind = {"flash": torch.nn.attention.SDPBackend.FLASH_ATTENTION,
-                    "math": torch.nn.attention.SDPBackend.MATH}[backend]
-            for t in [int(x) for x in args.threads.split(",")]:
-                torch.set_num_threads(t)
-                with torch.nn.attention.sdpa_kernel(kind):
-                    def call():
-                        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=Hq != Hkv)
-                    try:
-                        for _ in range(2):
-                            call()
-                        ts = []
-                        for _ in range(5):
-                            t0 = time.perf_counter()
-                            call()
-                            ts.append(time.perf_counter() - t0)
-                    except RuntimeError as e:  # a backend that cannot serve the shape
-                        print(f"torch/{backend}/f32/{name}/{t} unavailable: {str(e).splitlines()[0]}")
-                        continue
-                s = statistics.median(ts)
-                print(f"torch/{backend}/f32/{name}/{t} median_s={s:.6f} GFLOPS={flops / s / 1e9:.1f}", flush=True)
+    if args.serve:
+        serve(measure, info)
+        return
+    directions = ["fwd", "bwd"] if args.backward else ["fwd"]
+    for direction in directions:
+        for typ in args.types.split(","):
+            for name in args.shapes.split(","):
+                if direction == "bwd" and SHAPES[name][7]:
+                    continue
+                for backend in args.backends.split(","):
+                    for t in [int(x) for x in args.threads.split(",")]:
+                        row = f"torch/{backend}{'_bwd' if direction == 'bwd' else ''}/{typ}/{name}/{t}"
+                        try:
+                            r = measure(backend, direction, name, typ, t, args.min_time)
+                        except (RuntimeError, Unavailable) as e:  # a backend that cannot serve the shape
+                            print(f"{row} unavailable: {str(e).splitlines()[0]}", flush=True)
+                            continue
+                        s = r["seconds"]
+                        print(f"{row} mean_s={s:.6f} GFLOPS={r['flops'] / s / 1e9:.1f} cpu_util={r['cpu_util']:.2f}",
+                              flush=True)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ foreach(file IN LISTS required)
 endforeach()
 set(unexpected "")
 foreach(file IN LISTS installed)
-  if(NOT file MATCHES "^${INCLUDEDIR}/attend/(detail/)?[a-z0-9_]+\\.hpp$"
+  if(NOT file MATCHES "^${INCLUDEDIR}/attend/(detail/([a-z0-9_]+/)?)?[a-z0-9_]+\\.hpp$"
      AND NOT file MATCHES "^${CMAKEDIR}/attend(Config|ConfigVersion|Targets(-[a-z]+)?)\\.cmake$"
      AND NOT file STREQUAL "${PKGCONFIGDIR}/attend.pc")
     list(APPEND unexpected "${file}")

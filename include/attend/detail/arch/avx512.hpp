@@ -2,8 +2,11 @@
 #define ATTEND_DETAIL_ARCH_AVX512_HPP
 
 // The AVX-512 forms of the primitives (arch/primitives.hpp declares each one and holds its generic
-// form). Included by primitives.hpp only where ATTEND_ARCH_AVX512 is 1; nothing else includes it.
+// form). Included by primitives.hpp; empty unless the target has AVX-512 (ATTEND_ARCH_AVX512).
 
+#include "attend/detail/arch/isa.hpp"
+
+#if ATTEND_ARCH_AVX512
 #include <immintrin.h>
 
 #include <cstdint>      // std::uintptr_t
@@ -208,4 +211,5 @@ ATTEND_END_NAMESPACE
 #pragma GCC diagnostic pop
 #endif
 
+#endif  // ATTEND_ARCH_AVX512
 #endif  // ATTEND_DETAIL_ARCH_AVX512_HPP

@@ -21,9 +21,12 @@
 // PyTorch's CPU flash kernel does for bf16 inputs; the row sums use the unrounded fp32 P. The
 // instruction treats denormal inputs and results as 0, which changes only terms below 1e-38.
 //
-// Included by arch/primitives.hpp only where ATTEND_HAVE_BF16_DOT is 1; kernels name Bf16Pairs as
-// Bf16PairOps there.
+// Included by arch/primitives.hpp; empty unless the target has AVX512_BF16 (ATTEND_HAVE_BF16_DOT).
+// Kernels name Bf16Pairs as Bf16PairOps.
 
+#include "attend/detail/arch/isa.hpp"
+
+#if ATTEND_HAVE_BF16_DOT
 #include <immintrin.h>
 
 #include <algorithm>  // std::min, std::max
@@ -195,4 +198,5 @@ ATTEND_END_NAMESPACE
 #pragma GCC diagnostic pop
 #endif
 
+#endif  // ATTEND_HAVE_BF16_DOT
 #endif  // ATTEND_DETAIL_ARCH_AVX512_BF16_HPP

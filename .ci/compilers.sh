@@ -64,7 +64,8 @@ configure() {  # configure <dir> <compiler> <standard> [cmake args...]
   fresh_for "$dir" "$cxx"
   cmake -S . -B "$dir" "${generator[@]}" "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_STANDARD="$std" -DCMAKE_CXX_STANDARD_REQUIRED=ON \
-    -DCMAKE_CXX_EXTENSIONS=OFF -DATTEND_WERROR=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON "$@" >/dev/null
+    -DCMAKE_CXX_EXTENSIONS=OFF -DATTEND_WERROR=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
+    -DATTEND_BUILD_TESTS=ON -DATTEND_BUILD_BENCHMARKS=ON -DATTEND_BUILD_EXAMPLES=ON "$@" >/dev/null
   # The standard really reaches the compile commands (the targets' cxx_std_17 is only a minimum).
   if ! grep -q -- "-std=c++${std}" "$dir/compile_commands.json"; then
     echo "compilers.sh: no -std=c++${std} in $dir/compile_commands.json" >&2
@@ -128,7 +129,8 @@ gcc17() {
   # compile commands, and with them ccache's keys, are the tests stage's.
   local dir="${prefix}gcc17" log
   log="$(mktemp)"
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" >/dev/null
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" \
+    -DATTEND_BUILD_TESTS=ON -DATTEND_BUILD_BENCHMARKS=ON -DATTEND_BUILD_EXAMPLES=ON >/dev/null
   cmake --build "$dir" -j "$jobs" 2>&1 | tee "$log"
   if grep -E '(warning|error):' "$log" >/dev/null; then
     echo "compilers.sh: g++ C++17 (the tests stage's build) has warnings:" >&2

@@ -3,7 +3,8 @@
 #
 #   Configures build-docs with the docs target on (tests, benchmark, examples and install rules off),
 #   then builds the `docs` target: doxygen over the public headers include/attend/*.hpp (detail/ left
-#   out) and docs/mainpage.md, HTML into build-docs/docs/html. Doxygen runs with
+#   out), docs/mainpage.md and the pages it links to (docs/semantics.md, docs/errors.md), HTML into
+#   build-docs/docs/html. Doxygen runs with
 #   WARN_IF_UNDOCUMENTED, WARN_NO_PARAMDOC and WARN_AS_ERROR, so any warning (an undocumented public
 #   entity, a missing @param, a broken reference) fails the stage. See cmake/docs.cmake and
 #   docs/Doxyfile.in.

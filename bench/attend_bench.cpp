@@ -72,7 +72,7 @@
 // Unless --benchmark_min_time is given, it defaults to 0.2 s per row.
 //
 // Commands (from the repository root):
-//   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DATTEND_BUILD_TESTS=OFF -DATTEND_BUILD_EXAMPLES=OFF
+//   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DATTEND_BUILD_BENCHMARKS=ON -DATTEND_BUILD_TESTS=OFF
 //   cmake --build build-bench -j2 --target attend_bench
 //   build-bench/bench/attend_bench                                    # quick set
 //   build-bench/bench/attend_bench --full --benchmark_out=full.json --benchmark_out_format=json

@@ -1,10 +1,19 @@
 #!/usr/bin/env python3
-"""Regenerate README.md's performance tables from the files in bench/results (stdlib only).
+"""Regenerate the performance tables in docs/performance.md and README.md from bench/results (stdlib only).
 
-    python3 bench/update_readme.py          # rewrites the text between the perf markers
+    python3 bench/update_readme.py          # rewrites the text between the markers of both files
 
-Every number in that part of the README comes from a benchmark output file through bench/report.py
-and bench/compare.py; nothing there is typed by hand. The sessions listed below are the inputs.
+docs/performance.md, between <!-- perf:begin --> and <!-- perf:end -->: every session in SESSIONS,
+in full (bench/report.py, and bench/compare.py where a peer was measured in the same session), and
+the long16k memory probe.
+
+README.md, between <!-- perf-summary:begin --> and <!-- perf-summary:end -->: one table, one row per
+shape, of one element type and thread count from the files in SUMMARY (GFLOP/s of each path, and
+flash's fraction of the ceiling measured in the same run), headed by the machine and the commit
+named in SUMMARY. To show a new session, add its files to bench/results/ (and a line to
+bench/results/README.md), then point SUMMARY and SESSIONS at them.
+
+Every number between the markers comes from a benchmark output file; nothing there is typed by hand.
 """
 import contextlib
 import io
@@ -17,7 +26,30 @@ sys.path.insert(0, HERE)
 import compare  # noqa: E402
 import report  # noqa: E402
 
-BEGIN, END = "<!-- perf:begin -->", "<!-- perf:end -->"
+PERF_MD = os.path.join(ROOT, "docs", "performance.md")
+README_MD = os.path.join(ROOT, "README.md")
+FULL_MARKERS = ("<!-- perf:begin -->", "<!-- perf:end -->")
+SUMMARY_MARKERS = ("<!-- perf-summary:begin -->", "<!-- perf-summary:end -->")
+
+# The README's table: one session's files (merged as report.py --prefer-util does), the machine and
+# the commit they were measured at (bench/results/README.md), and the rows to show.
+SUMMARY = {
+    "files": ["results/zen4_2core_s4.json"],
+    "machine": "2-core AMD Zen 4 (AVX-512 with AVX512_BF16)",
+    "commit": "3217ba4",
+    "type": "f32",
+    "threads": 2,
+}
+
+# What each benchmark shape is (bench/attend_bench.cpp has the full list).
+SHAPE_NOTES = {
+    "bsr_time": "BS-RoFormer time axis: B 62, H 8, N 801, D 64",
+    "bsr_freq": "BS-RoFormer frequency axis: B 801, H 8, N 62, D 64",
+    "long4k": "B 1, H 8, N 4096, D 64",
+    "causal2k_d128": "B 1, H 16, N 2048, D 128, causal",
+    "decode_gqa": "one decode step: Hq 32, Hkv 8, Nq 1, Nk 4096, D 128",
+    "long16k": "B 1, H 1, N 16384, D 64",
+}
 
 # (heading, report.py arguments, compare.py arguments or None)
 SESSIONS = [
@@ -37,36 +69,89 @@ def run(fn, args):
     return buf.getvalue().rstrip()
 
 
-def main():
+def full_section():
+    """The sessions in full, and the memory probe: docs/performance.md's generated part."""
+    cwd = os.getcwd()
     os.chdir(HERE)
-    parts = []
-    for heading, rep_args, cmp_args in SESSIONS:
-        # A session's first file must exist; later ones (reruns of rows that shared their cores) may not.
-        files = [a for a in rep_args if not a.startswith("--")]
-        if not os.path.exists(files[0]):
-            continue
-        rep_args = [a for a in rep_args if a.startswith("--") or os.path.exists(a)]
-        parts.append(f"#### {heading}\n")
-        parts.append(f"`python3 bench/report.py {' '.join('bench/' + a if not a.startswith('--') else a for a in rep_args)}`\n")
-        parts.append(run(report.main, rep_args) + "\n")
-        if cmp_args and all(os.path.exists(f) for f in cmp_args):
-            parts.append(f"attend's flash path beside PyTorch's CPU flash SDPA, same session "
-                         f"(`python3 bench/compare.py {' '.join('bench/' + a for a in cmp_args)}`):\n")
-            parts.append(run(compare.main, cmp_args) + "\n")
-    memory = "results/zen4_long16k_memory.txt"
-    if os.path.exists(memory):
-        lines = [l.rstrip() for l in open(memory, encoding="utf-8")]
-        parts.append(f"#### {lines[0].lstrip('# ')}\n")
-        parts.append("```\n" + "\n".join(l.strip() for l in lines[1:]) + "\n```\n")
-    readme = os.path.join(ROOT, "README.md")
-    text = open(readme, encoding="utf-8").read()
-    if BEGIN not in text or END not in text:
-        sys.exit(f"README.md has no {BEGIN} ... {END} section")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    body = "\n".join(parts)
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(head + BEGIN + "\n" + body + "\n" + END + tail)
+    try:
+        parts = []
+        for heading, rep_args, cmp_args in SESSIONS:
+            # A session's first file must exist; later ones (reruns of rows that shared their cores) may not.
+            files = [a for a in rep_args if not a.startswith("--")]
+            if not os.path.exists(files[0]):
+                continue
+            rep_args = [a for a in rep_args if a.startswith("--") or os.path.exists(a)]
+            parts.append(f"#### {heading}\n")
+            parts.append(f"`python3 bench/report.py {' '.join('bench/' + a if not a.startswith('--') else a for a in rep_args)}`\n")
+            parts.append(run(report.main, rep_args) + "\n")
+            if cmp_args and all(os.path.exists(f) for f in cmp_args):
+                parts.append(f"attend's flash path beside PyTorch's CPU flash SDPA, same session "
+                             f"(`python3 bench/compare.py {' '.join('bench/' + a for a in cmp_args)}`):\n")
+                parts.append(run(compare.main, cmp_args) + "\n")
+        memory = "results/zen4_long16k_memory.txt"
+        if os.path.exists(memory):
+            lines = [l.rstrip() for l in open(memory, encoding="utf-8")]
+            parts.append(f"#### {lines[0].lstrip('# ')}\n")
+            parts.append("```\n" + "\n".join(l.strip() for l in lines[1:]) + "\n```\n")
+        return "\n".join(parts)
+    finally:
+        os.chdir(cwd)
+
+
+def summary_section():
+    """One row per shape for SUMMARY's type and thread count: the README's table."""
+    files = [os.path.join(HERE, f) for f in SUMMARY["files"] if os.path.exists(os.path.join(HERE, f))]
+    if not files:
+        sys.exit(f"none of {SUMMARY['files']} exists in bench/")
+    rows, _, ctx = report.load(files, prefer_util=True)
+    typ, threads = SUMMARY["type"], SUMMARY["threads"]
+    peak = ctx.get(f"attend_fp32_peak_GFLOPS_{threads}t")
+    bw = ctx.get(f"attend_read_bw_GBps_{threads}t")
+    shown = " and ".join(f"`bench/{f}`" for f in SUMMARY["files"])
+    head = (f"_{SUMMARY['machine']}, attend at {SUMMARY['commit']} ({shown}): {typ}, {threads} threads, "
+            f"GFLOP/s per path"
+            + (f"; measured fp32 FMA peak {peak} GFLOP/s" if peak else "")
+            + (f", read bandwidth {bw} GB/s" if bw else "") + "._")
+    out = [head, "",
+           "| shape | what | flash | mem_efficient | math | flash, fraction of the ceiling |",
+           "|---|---|---:|---:|---:|---|"]
+    shapes = sorted({k[2] for k in rows if k[1] == typ and k[3] == threads},
+                    key=lambda x: (report.rank(report.SHAPES, x), x))
+    shared = False
+    for shape in shapes:
+        cells = []
+        for path in report.PATHS:
+            r = rows.get((path, typ, shape, threads))
+            mark = ""
+            if r is not None and r["cpu_util"] is not None and r["cpu_util"] < 0.9:
+                mark, shared = " †", True
+            cells.append("–" if r is None or r["gflops"] is None else f"{r['gflops']:.1f}{mark}")
+        flash = rows.get(("flash", typ, shape, threads))
+        frac = "–"
+        if flash is not None and flash["bw_frac"] is not None:
+            frac = f"{flash['bw_frac']:.2f} of the read bandwidth (memory-bound)"
+        elif flash is not None and flash["peak_frac"] is not None:
+            frac = f"{flash['peak_frac']:.2f} of the FMA peak"
+        out.append(f"| {shape} | {SHAPE_NOTES.get(shape, '')} | {' | '.join(cells)} | {frac} |")
+    if shared:
+        out += ["", "† cpu_util below 0.9: the row shared its cores with other work (its numbers are low)."]
+    return "\n".join(out) + "\n"
+
+
+def replace_between(path, markers, body):
+    begin, end = markers
+    text = open(path, encoding="utf-8").read()
+    if begin not in text or end not in text:
+        sys.exit(f"{os.path.relpath(path, ROOT)} has no {begin} ... {end} section")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + begin + "\n" + body + "\n" + end + tail)
+
+
+def main():
+    replace_between(PERF_MD, FULL_MARKERS, full_section())
+    replace_between(README_MD, SUMMARY_MARKERS, summary_section())
 
 
 if __name__ == "__main__":

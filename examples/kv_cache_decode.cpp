@@ -8,8 +8,8 @@
 //
 //   default   B 2 sequences, Hq 8 query heads sharing Hkv 2 key/value heads (groups of 4), D 64,
 //             a prompt of 37 tokens, then the steps 1 1 1 1 3 1 1 5 1 1 (new tokens per call)
-//   --prompt  the prompt length (e.g. 1000 to run the split-KV decode kernel over several 512-key
-//             splits); --capacity defaults to prompt + 64
+//   --prompt  the prompt length (e.g. 1000, long enough for the split-KV decode kernel to split the
+//             keys in several parts); --capacity defaults to prompt + 64
 //
 // Every step is checked against attention recomputed from scratch: the math path (flash = false)
 // over contiguous copies of the whole prefix, Nq = Nk = n, causal. Exit status 1 on a mismatch.
@@ -67,15 +67,16 @@ int main(int argc, char** argv) {
   }
   // New tokens per call: the prompt, single tokens, and short chunks. Hq/Hkv · Nq query rows share
   // each key/value head (4 for one token, 20 for 5). The flash path serves a few new tokens per head
-  // with its split-KV decode kernel (how many depends on D, Dv and the instruction set: DecodeTraits
-  // in include/attend/detail/kernel/kernel_traits.hpp), and more (the prompt) with 64-query tiles;
-  // each step below prints which.
+  // with its split-KV decode kernel, up to a limit that grows with D + Dv and depends on the
+  // instruction set (DecodeTraits in include/attend/detail/kernel/kernel_traits.hpp), and more (the
+  // prompt) with query tiles; each step below prints which.
   const std::vector<Index> schedule = {prompt, 1, 1, 1, 1, 3, 1, 1, 5, 1, 1, 20, 1};
   Index total = 0;
   for (Index m : schedule) total += m;
   if (capacity < 0) capacity = prompt + 64;
   if (threads < 1 || prompt < 1 || capacity < total) {
-    std::fprintf(stderr, "need threads >= 1, prompt >= 1 and capacity >= %ld (prompt + 16)\n", static_cast<long>(total));
+    std::fprintf(stderr, "need threads >= 1, prompt >= 1 and capacity >= %ld (prompt + new tokens)\n",
+                 static_cast<long>(total));
     return 2;
   }
 
@@ -109,8 +110,8 @@ int main(int argc, char** argv) {
   // Scratch memory, sized once for the largest calls, so that no step allocates: the query tiles'
   // scratch depends only on D and the threads (the prefill stands for every tiled call), the decode
   // kernel's grows with its rows (Hq/Hkv · Nq) and key splits, so ask for every chunk size it may
-  // serve over a full cache (it takes at most 32 new tokens, whatever D). A call that finds the workspace too
-  // small would grow it, once.
+  // serve over a full cache (32 is at least the most new tokens it takes, whatever D and the target:
+  // DecodeTraits). A call that finds the workspace too small would grow it, once.
   attend::Workspace workspace;
   options.workspace = &workspace;
   std::size_t largest = attn.workspace_bytes(positions(q_all, 0, prompt), positions(k_all, 0, prompt),
@@ -164,8 +165,8 @@ int main(int argc, char** argv) {
       us = std::min(us, std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
 
-    // Dispatch names the path and the kernel inside it: split_kv_decode for a few new tokens,
-    // query_tiles for the prefill.
+    // Dispatch names the path and the kernel inside it: split_kv_decode for a few new tokens (up to
+    // the limit in DecodeTraits), query_tiles for the prefill.
     const char* kernel = attend::kernel_name(dispatch.kernel);
     const Index rows = (Hq / Hkv) * m;
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the README's two charts:
+# Regenerates the charts of docs/performance.md (the README shows the first):
 #
 #   docs/images/throughput.png   GFLOP/s per path and shape, f32, 2 and 1 threads, with the measured
 #                                FMA peak (bench/plot_throughput.py over THROUGHPUT_JSON, committed

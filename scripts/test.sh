@@ -13,7 +13,10 @@ scripts/deps.sh
 
 build_dir="${BUILD_DIR:-build}"
 jobs="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
-configure=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}")
+# The developer targets are named explicitly: left to their defaults they would be skipped when
+# GoogleTest or Google Benchmark is missing, and here a missing dependency must fail the configure.
+configure=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}"
+           -DATTEND_BUILD_TESTS=ON -DATTEND_BUILD_BENCHMARKS=ON -DATTEND_BUILD_EXAMPLES=ON)
 if command -v ccache >/dev/null 2>&1; then
   configure+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi

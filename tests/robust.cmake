@@ -44,9 +44,7 @@ endfunction()
 # Bad input: a table of refused calls, each leaving out and lse untouched (docs/errors.md).
 attend_robust_test(bad_input SOURCES "${attend_robust_dir}/bad_input_test.cpp")
 get_filename_component(attend_robust_errors_md "${CMAKE_CURRENT_SOURCE_DIR}/../docs/errors.md" ABSOLUTE)
-get_filename_component(attend_robust_readme_md "${CMAKE_CURRENT_SOURCE_DIR}/../README.md" ABSOLUTE)
-target_compile_definitions(attend_robust_bad_input_test PRIVATE ATTEND_ROBUST_ERRORS_MD="${attend_robust_errors_md}"
-                                                                ATTEND_ROBUST_README_MD="${attend_robust_readme_md}")
+target_compile_definitions(attend_robust_bad_input_test PRIVATE ATTEND_ROBUST_ERRORS_MD="${attend_robust_errors_md}")
 
 # Values: NaN/Inf propagate to exactly the rows they touch; 64-bit strides (an mmap reservation of
 # tens of GiB of address space, a few MiB of it touched) give the bits of compact copies.

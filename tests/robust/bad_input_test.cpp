@@ -8,8 +8,7 @@
 // output, lse and inputs as it was. Mistakes the types make unrepresentable are checked at compile
 // time at the end of this file (and by the compile-fail tests in tests/robust.cmake).
 //
-// The table is docs/errors.md and the README's Errors section; the DocsTable test checks that each
-// row's message excerpt is in both.
+// The table is docs/errors.md; the DocsTable test checks that each row's message excerpt is in it.
 
 #include <cstdlib>
 #include <cstring>
@@ -444,10 +443,9 @@ TYPED_TEST(BadInput, SmallWorkspaceIsGrown) {
   }
 }
 
-// docs/errors.md and the README's Errors section are the table above: every row's first message
-// excerpt appears in both.
+// docs/errors.md is the table above (its one copy): every row's first message excerpt appears in it.
 TEST(DocsTable, ListsEveryRow) {
-  for (const char* path : {ATTEND_ROBUST_ERRORS_MD, ATTEND_ROBUST_README_MD}) {
+  for (const char* path : {ATTEND_ROBUST_ERRORS_MD}) {
     std::ifstream f(path);
     ASSERT_TRUE(f) << "cannot read " << path;
     std::stringstream ss;

@@ -357,7 +357,7 @@ Call<T> draw(FuzzedDataProvider& fdp, bool nonempty) {
   c.workspace = fdp.ConsumeBool();
 
   // Poison: NaN in q or k. v is left finite: under attend's rule that a zero weight contributes
-  // nothing (include/attend/detail/zero_weights.hpp), whether an Inf value arrives depends on whether
+  // nothing (include/attend/detail/kernel/zero_weights.hpp), whether an Inf value arrives depends on whether
   // its weight underflows to exactly 0, which differs between T's accumulation type and the double
   // reference; tests/robust/nonfinite_test.cpp checks non-finite values bit for bit on every path.
   // With dropout too: a NaN row stays NaN on every path even when every key is dropped

@@ -244,7 +244,7 @@ TYPED_TEST(NonFinite, InfInValueReachesOnlyItsColumn) {
 
 // Inf or NaN in a row of v that a query does not see does not reach that query: a weight of exactly
 // 0 contributes nothing, even against a non-finite value (attend's rule, include/attend/detail/
-// zero_weights.hpp), where a plain P·V gives 0 · Inf = NaN. Before the rule, the math path turned
+// kernel/zero_weights.hpp), where a plain P·V gives 0 · Inf = NaN. Before the rule, the math path turned
 // every query of the head NaN, the tiled kernels every query of each tile visiting the key (causal
 // top_left, key 100 of 130: rows 64..99), the decode kernel the rows of its split: the paths disagreed.
 TYPED_TEST(NonFinite, NonFiniteHiddenValueDoesNotReachRowsThatDoNotSeeIt) {

@@ -5,7 +5,7 @@
 // of work (parallel over b, h and query tile); each walks the key/value tiles it can see with an
 // online softmax, so its scratch is O(tile) and nothing of size Nq x Nk ever exists.
 //
-// Per query tile (Br = 64 queries) and key tile (Bc = 64 keys):
+// Per query tile (Br queries) and key tile (Bc keys; TileTraits):
 //   S^T = K_j · (scale · Q)^T              (Bc x Br)   Products::scores
 //   mask / causal on tiles that need it; S^T -> P^T = exp(S^T - m_new), l = α l + Σ_j P
 //   O = α ∘ O + P · V_j                    (Br x Dv)   Products::values

@@ -2,10 +2,10 @@
 #define ATTEND_DETAIL_FORWARD_MEM_EFFICIENT_HPP
 
 // The mem_efficient path: queries in chunks (Rabe & Staats, "Self-attention does not need O(n^2)
-// memory", 2021). For each chunk of 64 queries, the scores against all Nk keys are computed, then one
-// ordinary (two-pass) softmax over the full rows, then the product with V. Scratch is O(chunk · Nk)
-// per worker instead of the math path's O(Nq · Nk); there is no online rescaling. The products are
-// the flash tiles' fp32 ones (kernel/products.hpp, FmaTiles).
+// memory", 2021). For each chunk of TileTraits::kBlockQ queries, the scores against all Nk keys are
+// computed, then one ordinary (two-pass) softmax over the full rows, then the product with V.
+// Scratch is O(chunk · Nk) per worker instead of the math path's O(Nq · Nk); there is no online
+// rescaling. The products are the flash tiles' fp32 ones (kernel/products.hpp, FmaTiles).
 
 #include <algorithm>  // std::fill, std::max, std::min
 #include <cstddef>    // std::size_t

@@ -4,6 +4,8 @@
 //
 // Rows are named  <path>/<type>/<shape>/<threads>  (Google Benchmark appends "/real_time"), e.g.
 //   flash/f32/bsr_time/2      mem_efficient/bf16/long4k/1      math/f64/bsr_freq/2
+// and the backward's  <path>_bwd/<type>/<shape>/<threads>, e.g.  flash_bwd/f32/long4k/2: one
+// Attend::backward call (dq, dk, dv from q, k, v, out, lse and dout), the forward run once before.
 //
 //   shape          B    Hq  Hkv  Nq     Nk     D    notes
 //   bsr_time       62   8   8    801    801    64   BS-RoFormer time transformer
@@ -14,7 +16,8 @@
 //   long16k        1    1   1    16384  16384  64   math only with --math16k (needs > 2 GiB)
 //
 // Counters (JSON: same names; the console prints rates with a "/s" suffix):
-//   FLOPS      4·B·Hq·Nq·Nk·D per call (half of that for the causal square shape) per second.
+//   FLOPS      4·B·Hq·Nq·Nk·D per call (half of that for the causal square shape) per second; for
+//              the backward, its five products: 2·B·Hq·Nq·Nk·(3·D + 2·Dv), 2.5 times the forward's.
 //   peak_frac  FLOPS / the fp32 FMA peak of this many threads, measured at startup by a
 //              register-only FMA loop (24 independent SIMD accumulators per thread, all threads at
 //              once, best of 7, each thread's FLOPs over its own CPU time, so that a shared machine
@@ -49,7 +52,7 @@
 //
 // Flags (ours; everything else goes to Google Benchmark):
 //   (none)               quick default set: f32, 2 threads, every shape, all three paths
-//                        (no math/long16k): 17 rows, about 15 s on an idle 2-core Zen 4.
+//                        (no math/long16k), and the flash backward on every shape: 23 rows.
 //   --full               every row: f32 on every shape; bf16 and f16 on bsr_time, bsr_freq, long4k,
 //                        decode_gqa; f64 on bsr_freq, long4k; threads 1 and 2; all paths:
 //                        94 rows, about 100 s (math rows are most of it).
@@ -66,6 +69,8 @@
 //     --probe_n=16384      N (default 16384)
 //     --probe_type=f32     f32, f64, bf16 or f16
 //     --probe_threads=1    threads
+//     --probe_backward     measure one backward call instead (forward run first, outside the
+//                          measurement: the inputs, out, lse, dout and the gradients exist before)
 //     --probe_reps=1       calls (the same output each time); with more than one, it also prints
 //                          best=<fastest call's seconds>, for bench/sweep.py's small sizes
 //   --attend_help        print this list.
@@ -131,8 +136,10 @@ const Shape kShapes[] = {
     {"long16k", 1, 1, 1, 16384, 16384, 64, attend::Causal::none, false},
 };
 
-double flops_per_call(const Shape& s) {
-  double f = 4.0 * double(s.B) * double(s.Hq) * double(s.Nq) * double(s.Nk) * double(s.D);
+double flops_per_call(const Shape& s, bool backward = false) {
+  // The shapes have D = Dv.
+  const double per = backward ? 2.0 * (3.0 * double(s.D) + 2.0 * double(s.D)) : 4.0 * double(s.D);
+  double f = per * double(s.B) * double(s.Hq) * double(s.Nq) * double(s.Nk);
   if (s.causal != attend::Causal::none && s.Nq == s.Nk) f *= 0.5;
   return f;
 }
@@ -489,6 +496,55 @@ void bm_attention(benchmark::State& state, const Shape& s, attend::Path path, in
   }
 }
 
+/// One backward call per iteration: the forward runs once, untimed, for out and lse.
+template <typename T>
+void bm_backward(benchmark::State& state, const Shape& s, attend::Path path, int threads) {
+  try {
+    const auto in = inputs_for<T>(s);
+    const attend::Attend<T> attn(0.0, /*flash=*/true, std::nullopt, only(path));
+    attend::Tensor<T, 4> out(s.B, s.Hq, s.Nq, s.D), dout(s.B, s.Hq, s.Nq, s.D);
+    attend::Tensor<attend::acc_t<T>, 3> lse(s.B, s.Hq, s.Nq);
+    attend::Tensor<T, 4> dq(s.B, s.Hq, s.Nq, s.D), dk(s.B, s.Hkv, s.Nk, s.D), dv(s.B, s.Hkv, s.Nk, s.D);
+    fill_random(dout, 9);
+    attend::Workspace ws;
+    attend::CallOptions<T> opts;
+    opts.causal = s.causal;
+    opts.device = device_for(threads);
+    opts.lse = lse;
+    attn(in->q, in->k[0], in->v[0], attend::TensorView<T, 4>(out), opts);
+    opts.workspace = &ws;
+    ws.reserve(attn.backward_workspace_bytes(in->q, in->k[0], in->v[0], opts));
+    const attend::Dispatch taken = attn.backward_dispatch(in->q, in->k[0], in->v[0], opts);
+    if (taken.path != path) {
+      state.SkipWithError((std::string("took path ") + attend::path_name(taken.path)).c_str());
+      return;
+    }
+    const attend::GradientViews<T> grads{dq, dk, dv, {}};
+    dq.setZero();
+    dk.setZero();
+    dv.setZero();
+    if (path != attend::Path::math) attn.backward(in->q, in->k[0], in->v[0], out, lse, dout, grads, opts);  // warm-up
+    const double cpu0 = process_cpu_seconds();
+    const Clock::time_point wall0 = Clock::now();
+    for (auto _ : state) {
+      attn.backward(in->q, in->k[0], in->v[0], out, lse, dout, grads, opts);
+      benchmark::DoNotOptimize(dq.data());
+      benchmark::ClobberMemory();
+    }
+    const double wall = std::chrono::duration<double>(Clock::now() - wall0).count();
+    state.counters["cpu_util"] = (process_cpu_seconds() - cpu0) / (std::max(wall, 1e-9) * threads);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  using benchmark::Counter;
+  const double flops = flops_per_call(s, /*backward=*/true);
+  state.counters["FLOPS"] = Counter(flops, Counter::kIsIterationInvariantRate);
+  if (const auto it = g_peak_flops.find(threads); it != g_peak_flops.end() && it->second > 0) {
+    state.counters["peak_frac"] = Counter(flops / it->second, Counter::kIsIterationInvariantRate);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Row selection
 
@@ -508,9 +564,10 @@ struct Row {
   Type type;
   const Shape* shape;
   int threads;
+  bool backward = false;
   std::string name() const {
-    return std::string(attend::path_name(path)) + "/" + type_str(type) + "/" + shape->name + "/" +
-           std::to_string(threads);
+    return std::string(attend::path_name(path)) + (backward ? "_bwd" : "") + "/" + type_str(type) + "/" + shape->name +
+           "/" + std::to_string(threads);
   }
 };
 
@@ -530,39 +587,39 @@ std::vector<Row> select_rows(bool full, const std::vector<int>& thread_counts, b
   const std::vector<Type> types = full ? std::vector<Type>{Type::f32, Type::bf16, Type::f16, Type::f64}
                                        : std::vector<Type>{Type::f32};
   const attend::Path paths[] = {attend::Path::flash, attend::Path::mem_efficient, attend::Path::math};
-  // Type-major, then shape: consecutive rows share one set of inputs.
+  // Type-major, then shape: consecutive rows share one set of inputs. The forward rows, then the
+  // backward's (the quick set: flash only).
   for (Type t : types)
     for (const Shape& s : kShapes) {
       if (!type_runs_on(t, s.name)) continue;
-      for (attend::Path p : paths) {
-        if (p == attend::Path::math && std::string(s.name) == "long16k" && !math16k) continue;
-        for (int th : thread_counts) rows.push_back({p, t, &s, th});
+      for (bool backward : {false, true}) {
+        for (attend::Path p : paths) {
+          if (p == attend::Path::math && std::string(s.name) == "long16k" && !math16k) continue;
+          if (backward && !full && p != attend::Path::flash) continue;
+          for (int th : thread_counts) rows.push_back({p, t, &s, th, backward});
+        }
       }
     }
   return rows;
 }
 
+template <typename T>
+benchmark::internal::Benchmark* register_typed(const std::string& name, const Shape& s, attend::Path path, int th,
+                                               bool backward) {
+  if (backward) {
+    return benchmark::RegisterBenchmark(name.c_str(), [&s, path, th](benchmark::State& st) { bm_backward<T>(st, s, path, th); });
+  }
+  return benchmark::RegisterBenchmark(name.c_str(), [&s, path, th](benchmark::State& st) { bm_attention<T>(st, s, path, th); });
+}
+
 void register_row(const Row& r) {
   const std::string name = r.name();
-  const Shape& s = *r.shape;
-  const attend::Path path = r.path;
-  const int th = r.threads;
   benchmark::internal::Benchmark* b = nullptr;
   switch (r.type) {
-    case Type::f32:
-      b = benchmark::RegisterBenchmark(name.c_str(), [&s, path, th](benchmark::State& st) { bm_attention<float>(st, s, path, th); });
-      break;
-    case Type::f64:
-      b = benchmark::RegisterBenchmark(name.c_str(), [&s, path, th](benchmark::State& st) { bm_attention<double>(st, s, path, th); });
-      break;
-    case Type::bf16:
-      b = benchmark::RegisterBenchmark(name.c_str(),
-                                       [&s, path, th](benchmark::State& st) { bm_attention<Eigen::bfloat16>(st, s, path, th); });
-      break;
-    case Type::f16:
-      b = benchmark::RegisterBenchmark(name.c_str(),
-                                       [&s, path, th](benchmark::State& st) { bm_attention<Eigen::half>(st, s, path, th); });
-      break;
+    case Type::f32: b = register_typed<float>(name, *r.shape, r.path, r.threads, r.backward); break;
+    case Type::f64: b = register_typed<double>(name, *r.shape, r.path, r.threads, r.backward); break;
+    case Type::bf16: b = register_typed<Eigen::bfloat16>(name, *r.shape, r.path, r.threads, r.backward); break;
+    case Type::f16: b = register_typed<Eigen::half>(name, *r.shape, r.path, r.threads, r.backward); break;
   }
   b->UseRealTime()->Unit(benchmark::kMillisecond);
 }
@@ -581,7 +638,7 @@ long proc_status_kib(const char* field) {
 }
 
 template <typename T>
-int memory_probe(attend::Path path, Index N, int threads, int reps) {
+int memory_probe(attend::Path path, Index N, int threads, int reps, bool backward) {
   const long hwm0 = proc_status_kib("VmHWM");
   attend::Tensor<T, 4> q(1, 1, N, 64), k(1, 1, N, 64), v(1, 1, N, 64), out(1, 1, N, 64);
   fill_random(q, 1);
@@ -593,25 +650,48 @@ int memory_probe(attend::Path path, Index N, int threads, int reps) {
   opts.device = device_for(threads);
   attend::Dispatch taken;
   opts.dispatch = &taken;
-  const std::size_t ws_bytes = attn.workspace_bytes(q, k, v, opts);
+  // The backward's inputs (out, lse, dout) and outputs (dq, dk, dv) exist before the measured calls.
+  attend::Tensor<attend::acc_t<T>, 3> lse(1, 1, backward ? N : 0);
+  attend::Tensor<T, 4> dout(1, 1, backward ? N : 0, 64), dq(1, 1, backward ? N : 0, 64), dk(1, 1, backward ? N : 0, 64),
+      dv(1, 1, backward ? N : 0, 64);
+  if (backward) {
+    fill_random(dout, 9);
+    dq.setZero();
+    dk.setZero();
+    dv.setZero();
+    opts.lse = lse;
+    attend::Workspace fws(attn.workspace_bytes(q, k, v, opts));
+    opts.workspace = &fws;
+    attn(q, k, v, attend::TensorView<T, 4>(out), opts);  // out and lse, before the measured calls
+    opts.workspace = nullptr;
+  }
+  const std::size_t ws_bytes =
+      backward ? attn.backward_workspace_bytes(q, k, v, opts) : attn.workspace_bytes(q, k, v, opts);
   const long rss_before = proc_status_kib("VmRSS");
   const long hwm_before = proc_status_kib("VmHWM");
   double secs = 0.0, best = 0.0;
   for (int r = 0; r < reps; ++r) {
     const Clock::time_point t0 = Clock::now();
-    attn(q, k, v, attend::TensorView<T, 4>(out), opts);
+    if (backward) {
+      attn.backward(q, k, v, out, lse, dout, attend::GradientViews<T>{dq, dk, dv, {}}, opts);
+    } else {
+      attn(q, k, v, attend::TensorView<T, 4>(out), opts);
+    }
     const double t = std::chrono::duration<double>(Clock::now() - t0).count();
     benchmark::DoNotOptimize(out.data());
+    benchmark::DoNotOptimize(dq.data());
     if (r == 0) secs = best = t;
     best = std::min(best, t);
   }
   const long hwm_after = proc_status_kib("VmHWM");
-  const double io_mib = 4.0 * double(N) * 64 * sizeof(T) / 1048576.0;
-  std::printf("memory_probe path=%s (took %s) type=%s N=%ld threads=%d time=%.3f s", attend::path_name(path),
-              attend::path_name(taken.path), attend::type_name<T>(), static_cast<long>(N), threads, secs);
+  const double io_mib = (backward ? 7.0 : 4.0) * double(N) * 64 * sizeof(T) / 1048576.0;
+  std::printf("memory_probe path=%s%s (took %s) type=%s N=%ld threads=%d time=%.3f s", attend::path_name(path),
+              backward ? " backward" : "", attend::path_name(taken.path), attend::type_name<T>(), static_cast<long>(N),
+              threads, secs);
   if (reps > 1) std::printf(" best=%.6f s of %d calls", best, reps);
   std::printf("\n");
-  std::printf("  q,k,v,out          %10.1f MiB\n", io_mib);
+  std::printf(backward ? "  q,k,v,out,dout,dq,dk,dv %4.1f MiB (lse %.1f MiB)\n" : "  q,k,v,out          %10.1f MiB\n", io_mib,
+              double(N) * sizeof(attend::acc_t<T>) / 1048576.0);
   std::printf("  workspace_bytes    %10.3f MiB\n", double(ws_bytes) / 1048576.0);
   std::printf("  VmHWM at start     %10.1f MiB\n", double(hwm0) / 1024.0);
   std::printf("  VmRSS before call  %10.1f MiB (VmHWM %.1f MiB)\n", double(rss_before) / 1024.0, double(hwm_before) / 1024.0);
@@ -635,6 +715,7 @@ void print_help() {
                "  --bw_mib=N            bandwidth probe buffer in MiB (default 1024)\n"
                "  --cold_malloc         do not raise glibc's mmap threshold first (math rows page-fault)\n"
                "  --memory_probe=PATH [--probe_n=16384] [--probe_type=f32] [--probe_threads=1] [--probe_reps=1]\n"
+               "                     [--probe_backward]\n"
                "                        run one (1,1,N,N,64) call on PATH and print its memory use\n");
 }
 
@@ -702,7 +783,7 @@ std::string fmt(double v, int prec) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool full = false, math16k = false, peaks = true, has_min_time = false, cold_malloc = false;
+  bool full = false, math16k = false, peaks = true, has_min_time = false, cold_malloc = false, probe_backward = false;
   std::string filter, probe_path, probe_type = "f32";
   std::vector<int> thread_counts;
   std::size_t bw_mib = 1024;
@@ -736,6 +817,8 @@ int main(int argc, char** argv) {
       probe_type = v;
     } else if (take_flag(a, "probe_threads", &v)) {
       probe_threads = std::max(1, std::atoi(v.c_str()));
+    } else if (take_flag(a, "probe_backward", nullptr)) {
+      probe_backward = true;
     } else if (take_flag(a, "probe_reps", &v)) {
       probe_reps = std::max(1, std::atoi(v.c_str()));
     } else {
@@ -754,10 +837,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     try {
-      if (probe_type == "f32") return memory_probe<float>(p, probe_n, probe_threads, probe_reps);
-      if (probe_type == "f64") return memory_probe<double>(p, probe_n, probe_threads, probe_reps);
-      if (probe_type == "bf16") return memory_probe<Eigen::bfloat16>(p, probe_n, probe_threads, probe_reps);
-      if (probe_type == "f16") return memory_probe<Eigen::half>(p, probe_n, probe_threads, probe_reps);
+      if (probe_type == "f32") return memory_probe<float>(p, probe_n, probe_threads, probe_reps, probe_backward);
+      if (probe_type == "f64") return memory_probe<double>(p, probe_n, probe_threads, probe_reps, probe_backward);
+      if (probe_type == "bf16") return memory_probe<Eigen::bfloat16>(p, probe_n, probe_threads, probe_reps, probe_backward);
+      if (probe_type == "f16") return memory_probe<Eigen::half>(p, probe_n, probe_threads, probe_reps, probe_backward);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "memory_probe failed: %s\n", e.what());
       return 1;

@@ -16,10 +16,11 @@
 #include "attend/tensor.hpp"
 #include "attend/mask.hpp"
 
-// Configuration, per-call options and scratch
+// Configuration, per-call options, scratch and gradients
 #include "attend/config.hpp"
 #include "attend/call_options.hpp"
 #include "attend/workspace.hpp"
+#include "attend/gradients.hpp"
 
 // The module
 #include "attend/module.hpp"

@@ -18,7 +18,7 @@ ATTEND_BEGIN_NAMESPACE
 /// Mirrors PyTorch's `FlashAttentionConfig` (BS-RoFormer's `attend.py`), whose CPU setting is all
 /// three on, which is the default here. Turning exactly one on asks for that path: a call it cannot
 /// serve is then an attend::Error, never a silent fallback. The tiled paths (flash and
-/// mem_efficient) serve a call when D and Dv are at most attend::Attend::kMaxTiledHeadDim (1024);
+/// mem_efficient) serve a call when D and Dv are at most attend::Attend::kMaxTiledHeadDim;
 /// math serves every call. A call for which no enabled path qualifies throws attend::Error ("no
 /// enabled path can serve this call"), as does every call when all three are off. With
 /// `flash = false` the config is ignored and math always runs, even when `enable_math` is false.
@@ -76,8 +76,9 @@ inline const char* causal_name(Causal c) {
 /// @brief The kernel a path runs for a call, as reported in attend::Dispatch::kernel.
 ///
 /// Which kernel serves a call depends on the path, the element type, the shapes and the instruction
-/// set the kernels were compiled for (attend::Dispatch::isa); attend::Attend::dispatch() tells
-/// without computing anything.
+/// set the kernels were compiled for (attend::Dispatch::isa); attend::Attend::dispatch() and
+/// attend::Attend::backward_dispatch() tell without computing anything. The backward runs
+/// `contraction` (math), `query_chunks` (mem_efficient) or `key_splits` (flash).
 enum class Kernel {
   none,                  ///< not filled in: no call has written this report
   contraction,           ///< math: the einsum form with Eigen tensor contractions
@@ -86,6 +87,7 @@ enum class Kernel {
   query_tiles_bf16_dot,  ///< flash: the same with bf16 products (bf16, an even D, a CPU with AVX512_BF16)
   split_kv_decode,       ///< flash: few queries per kv head, keys split across threads (a decode step);
                          ///< the query counts it serves are DecodeTraits' in detail/kernel/kernel_traits.hpp
+  key_splits,            ///< flash backward: 64 x 64 tiles over splits of the keys, dq summed in split order
 };
 
 /// @brief The name of a kernel, for messages and logs.
@@ -100,6 +102,7 @@ inline const char* kernel_name(Kernel k) {
     case Kernel::query_tiles: return "query_tiles";
     case Kernel::query_tiles_bf16_dot: return "query_tiles_bf16_dot";
     case Kernel::split_kv_decode: return "split_kv_decode";
+    case Kernel::key_splits: return "key_splits";
   }
   return "unknown";
 }

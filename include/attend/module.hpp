@@ -21,6 +21,7 @@
 #include "attend/detail/problem.hpp"
 #include "attend/detail/validate.hpp"
 #include "attend/error.hpp"
+#include "attend/gradients.hpp"
 #include "attend/tensor.hpp"
 #include "attend/types.hpp"
 #include "attend/workspace.hpp"
@@ -69,7 +70,7 @@ class Attend {
 
   /// @brief Largest D or Dv the flash and mem_efficient paths take (1024).
   ///
-  /// Their per-worker scratch grows as 64 · (D + Dv) values. Larger heads (the cross-covariance
+  /// Their per-worker scratch grows with D + Dv (a tile's rows). Larger heads (the cross-covariance
   /// attention of Mel-RoFormer has D = T·F, tens of thousands) are better served by the math path's
   /// blocked GEMMs, which a call with `flash = true` falls back to if FlashAttentionConfig allows.
   static constexpr Index kMaxTiledHeadDim = detail::TileTraits::kMaxHeadDim;
@@ -225,6 +226,99 @@ class Attend {
     return detail::forward_workspace_bytes(choose(pb, nullptr), pb, detail::worker_count(options.device));
   }
 
+  /// @name Training: the backward pass
+  /// The gradients of `L = sum(out ∘ dout)` with respect to q, k and v (and, on request, an
+  /// additive mask): what PyTorch's autograd gives for the same `scaled_dot_product_attention` call.
+  /// A training step is two calls: the forward with CallOptions::lse set, then backward() with the
+  /// forward's q, k, v, out and lse, the upstream gradient dout, and the same options (mask, causal,
+  /// device, dropout offset; `lse` and `workspace` may differ). With dropout in training, the backward
+  /// regenerates the forward's keep-mask from (seed, offset, b, h, i, j): nothing is stored. dk and dv
+  /// of a kv head are the sums over its query heads; a query row that saw no key gets zero
+  /// gradients. 16-bit types accumulate in fp32 and round once. The result is bitwise the same for
+  /// any thread count. docs/semantics.md has the rules for NaN and Inf and the numbers.
+  /// @{
+
+  /// @brief The gradients into new (B, Hq, Nq, D), (B, Hkv, Nk, D) and (B, Hkv, Nk, Dv) tensors.
+  /// @param q       queries (B, Hq, Nq, D), as given to the forward
+  /// @param k       keys (B, Hkv, Nk, D)
+  /// @param v       values (B, Hkv, Nk, Dv)
+  /// @param out     the forward's output (B, Hq, Nq, Dv)
+  /// @param lse     the forward's log-sum-exp (B, Hq, Nq) (CallOptions::lse of the forward call)
+  /// @param dout    the gradient of the loss with respect to out (B, Hq, Nq, Dv)
+  /// @param options the forward's mask, causal, device and dropout offset; workspace and dispatch
+  ///                report as for a forward call (`lse` is not read: the backward's lse is @p lse)
+  /// @return dq, dk and dv
+  /// @throws attend::Error for a call it refuses (docs/errors.md), before allocating anything
+  Gradients<T> backward(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
+                        const ConstView<T, 4>& out, const ConstView<Accum, 3>& lse, const ConstView<T, 4>& dout,
+                        const CallOptions<T>& options = {}) const {
+    const detail::GradProblem<T> pb = grad_problem(q, k, v, &out, &lse, &dout, nullptr, options);
+    detail::choose_path(settings_, pb.D, pb.Dv, nullptr);  // validate before sizing tensors by the inputs
+    Gradients<T> g{Tensor<T, 4>(pb.B, pb.Hq, pb.Nq, pb.D), Tensor<T, 4>(pb.B, pb.Hkv, pb.Nk, pb.D),
+                   Tensor<T, 4>(pb.B, pb.Hkv, pb.Nk, pb.Dv)};
+    backward(q, k, v, out, lse, dout, GradientViews<T>{g.dq, g.dk, g.dv, {}}, options);
+    return g;
+  }
+
+  /// @brief The gradients written into @p grads: tensors, maps or strided views (for instance three
+  /// views into one packed (B, N, 3, H, D) buffer), and dmask if @p grads asks for it. On any error
+  /// nothing is written.
+  /// @param q       queries (B, Hq, Nq, D), as given to the forward
+  /// @param k       keys (B, Hkv, Nk, D)
+  /// @param v       values (B, Hkv, Nk, Dv)
+  /// @param out     the forward's output (B, Hq, Nq, Dv)
+  /// @param lse     the forward's log-sum-exp (B, Hq, Nq)
+  /// @param dout    the gradient of the loss with respect to out (B, Hq, Nq, Dv)
+  /// @param grads   where dq, dk, dv (and dmask) go: not overlapping each other or any input
+  /// @param options the forward's mask, causal, device and dropout offset, and workspace and dispatch
+  ///                report
+  /// @throws attend::Error for a call it refuses (docs/errors.md), before writing anything
+  /// @throws std::bad_alloc if the scratch memory (or the grown workspace) cannot be allocated
+  void backward(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
+                const ConstView<T, 4>& out, const ConstView<Accum, 3>& lse, const ConstView<T, 4>& dout,
+                const GradientViews<T>& grads, const CallOptions<T>& options = {}) const {
+    const detail::GradProblem<T> pb = grad_problem(q, k, v, &out, &lse, &dout, &grads, options);
+    const Kernel kernel = choose_backward(pb, options.dispatch);
+    const int workers = detail::worker_count(options.device);
+    Workspace local;
+    Workspace& ws = options.workspace != nullptr ? *options.workspace : local;
+    ws.reserve(detail::backward_workspace_bytes(kernel, pb, workers));
+    detail::run_backward(kernel, pb, options.device, ws.data());
+  }
+
+  /// @brief The path and kernel a backward call with these arguments takes, without computing
+  /// anything.
+  /// @param q       queries (B, Hq, Nq, D)
+  /// @param k       keys (B, Hkv, Nk, D)
+  /// @param v       values (B, Hkv, Nk, Dv)
+  /// @param options the call's options (nothing in them is written)
+  /// @return the path, kernel and reasons, as a backward call would report them
+  /// @throws attend::Error like a call (everything but out, lse, dout and the gradients is checked)
+  Dispatch backward_dispatch(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
+                             const CallOptions<T>& options = {}) const {
+    Dispatch report;
+    choose_backward(grad_problem(q, k, v, nullptr, nullptr, nullptr, nullptr, options), &report);
+    return report;
+  }
+
+  /// @brief Scratch bytes a backward call with these arguments uses (0 for the math path). Pass a
+  /// Workspace of this size and the call allocates nothing.
+  /// @param q       queries (B, Hq, Nq, D)
+  /// @param k       keys (B, Hkv, Nk, D)
+  /// @param v       values (B, Hkv, Nk, Dv)
+  /// @param options the call's options, device included (nothing in them is written)
+  /// @param dmask   the dmask output the call will write, if any (it changes the scratch)
+  /// @return the number of bytes
+  /// @throws attend::Error like a call
+  std::size_t backward_workspace_bytes(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
+                                       const CallOptions<T>& options = {}, const MaskGrad<T>& dmask = {}) const {
+    GradientViews<T> only_dmask;
+    only_dmask.dmask = dmask;
+    const detail::GradProblem<T> pb = grad_problem(q, k, v, nullptr, nullptr, nullptr, &only_dmask, options);
+    return detail::backward_workspace_bytes(choose_backward(pb, nullptr), pb, detail::worker_count(options.device));
+  }
+  /// @}
+
  private:
   /// Validates a call (an output of nullptr: a query that writes nothing) and builds its Problem.
   detail::Problem<T> problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
@@ -236,6 +330,22 @@ class Attend {
   /// serve the call.
   Kernel choose(const detail::Problem<T>& pb, Dispatch* report) const {
     const Kernel kernel = detail::forward_kernel(pb, detail::choose_path(settings_, pb.D, pb.Dv, report));
+    if (report != nullptr) report->kernel = kernel;
+    return kernel;
+  }
+
+  /// Validates a backward call (null pointers: a query that does not take them) and builds its
+  /// GradProblem.
+  detail::GradProblem<T> grad_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
+                                      const ConstView<T, 4>* out, const ConstView<Accum, 3>* lse,
+                                      const ConstView<T, 4>* dout, const GradientViews<T>* grads,
+                                      const CallOptions<T>& options) const {
+    return detail::make_grad_problem<T>(q, k, v, out, lse, dout, grads, options, settings_);
+  }
+
+  /// The kernel a backward call runs (and its path); fills `report` if set.
+  Kernel choose_backward(const detail::GradProblem<T>& pb, Dispatch* report) const {
+    const Kernel kernel = detail::backward_kernel(detail::choose_path(settings_, pb.D, pb.Dv, report));
     if (report != nullptr) report->kernel = kernel;
     return kernel;
   }

@@ -13,6 +13,10 @@
 #include "attend/config.hpp"
 #include "attend/detail/abi.hpp"
 #include "attend/detail/arch/primitives.hpp"
+#include "attend/detail/backward/common.hpp"
+#include "attend/detail/backward/flash.hpp"
+#include "attend/detail/backward/math.hpp"
+#include "attend/detail/backward/mem_efficient.hpp"
 #include "attend/detail/forward/decode.hpp"
 #include "attend/detail/forward/flash.hpp"
 #include "attend/detail/forward/math.hpp"
@@ -118,6 +122,59 @@ void run_forward(Kernel kernel, const Problem<T>& pb, const Eigen::ThreadPoolDev
     return;
   }
   with_forward_kernel<T>(kernel, [&](auto impl) { decltype(impl)::run(pb, device, workspace); });
+}
+
+// ---- The backward table, beside the forward one ----
+
+/// The kernel a path runs for a backward call.
+inline Kernel backward_kernel(Path path) {
+  switch (path) {
+    case Path::flash: return Kernel::key_splits;
+    case Path::mem_efficient: return Kernel::query_chunks;
+    case Path::math: return Kernel::contraction;
+  }
+  return Kernel::contraction;
+}
+
+/// Whether a backward call has nothing to compute: every gradient is 0 (or empty).
+template <typename T>
+bool backward_is_trivial(const GradProblem<T>& pb) {
+  return pb.B * pb.Hq * pb.Nq == 0 || pb.Nk == 0;
+}
+
+/// Scratch bytes a backward kernel needs for `workers` workers (0 for math, which allocates its own
+/// temporaries, and for calls with nothing to compute).
+template <typename T>
+std::size_t backward_workspace_bytes(Kernel kernel, const GradProblem<T>& pb, int workers) {
+  if (backward_is_trivial(pb)) return 0;
+  switch (kernel) {
+    case Kernel::key_splits: return FlashBackward<T>::workspace_bytes(pb, workers);
+    case Kernel::query_chunks: return MemEfficientBackward<T>::workspace_bytes(pb, workers);
+    default: return 0;
+  }
+}
+
+/// Runs a validated backward call with its kernel; `workspace` holds backward_workspace_bytes.
+template <typename T>
+void run_backward(Kernel kernel, const GradProblem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+  if (backward_is_trivial(pb)) {  // no query or no key: every gradient is 0
+    const auto zero = [](const TensorView<T, 4>& x) {
+      for (Index a = 0; a < x.dimension(0); ++a)
+        for (Index b = 0; b < x.dimension(1); ++b)
+          for (Index c = 0; c < x.dimension(2); ++c)
+            for (Index d = 0; d < x.dimension(3); ++d) x(a, b, c, d) = T(0);
+    };
+    zero(pb.dq);
+    zero(pb.dk);
+    zero(pb.dv);
+    zero_dmask(pb);
+    return;
+  }
+  switch (kernel) {
+    case Kernel::key_splits: FlashBackward<T>::run(pb, device, workspace); return;
+    case Kernel::query_chunks: MemEfficientBackward<T>::run(pb, device, workspace); return;
+    default: MathBackward<T>::run(pb, device); return;
+  }
 }
 
 }  // namespace detail

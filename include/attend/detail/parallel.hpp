@@ -8,6 +8,7 @@
 #include <algorithm>  // std::min
 #include <atomic>     // std::atomic
 #include <exception>  // std::exception_ptr
+#include <thread>     // std::this_thread::yield
 
 #include "attend/detail/abi.hpp"
 #include "attend/tensor.hpp"
@@ -87,6 +88,25 @@ void parallel_for(const Eigen::ThreadPoolDevice* device, int workers, Index n, F
   parallel_for_runs(device, workers, n, 1, [&fn](int worker, Index begin, Index end) {
     for (Index i = begin; i < end; ++i) fn(worker, i);
   });
+}
+
+/// A turn counter for contributions that must be added to a shared accumulator in a fixed order,
+/// whatever thread computes them (the backward's dq, summed over key splits in split order): the
+/// contribution numbered `mine` waits until turns 0 .. mine - 1 have been taken. Deterministic
+/// without atomics on the data, and free of deadlock as long as a contribution only waits on
+/// contributions that an already running worker has claimed (items claimed one at a time, in order).
+using Turn = std::atomic<Index>;
+
+/// Runs f() when `turn` reaches `mine`, then passes the turn on. Spins briefly, then yields: the
+/// contribution ahead is usually finishing its own add (a few microseconds).
+template <typename F>
+void in_turn(Turn& turn, Index mine, F&& f) {
+  int spins = 0;
+  while (turn.load(std::memory_order_acquire) != mine) {
+    if (++spins > 64) std::this_thread::yield();
+  }
+  f();
+  turn.store(mine + 1, std::memory_order_release);
 }
 
 }  // namespace detail

@@ -65,6 +65,34 @@ struct Problem {
   }
 };
 
+/// One validated backward call: the forward's problem (q, k, v, mask, causality, scale, dropout; its
+/// `out` and `lse` views are unused) and the backward's own inputs and outputs.
+template <typename T>
+struct GradProblem : Problem<T> {
+  using Acc = acc_t<T>;
+
+  ConstView<T, 4> o;           // (B, Hq, Nq, Dv)  the forward's output
+  ConstView<Acc, 3> lse_in;    // (B, Hq, Nq)      the forward's log-sum-exp
+  ConstView<T, 4> dout;        // (B, Hq, Nq, Dv)
+  TensorView<T, 4> dq;         // (B, Hq, Nq, D)
+  TensorView<T, 4> dk;         // (B, Hkv, Nk, D)
+  TensorView<T, 4> dv;         // (B, Hkv, Nk, Dv)
+  T* dmask = nullptr;          // the mask's padded shape (mask_dims), or null: not requested
+  std::array<Index, 4> dmask_strides{};  // a broadcast (size-1) dimension has stride 0
+  std::array<Index, 4> mask_dims{};      // (B|1, Hq|1, Nq|1, Nk|1)
+
+  /// The dmask offset for (b, h, i, j): broadcast dimensions read index 0.
+  Index dmask_offset(Index b, Index h, Index i, Index j) const {
+    return b * dmask_strides[0] + h * dmask_strides[1] + i * dmask_strides[2] + j * dmask_strides[3];
+  }
+  /// Whether the mask (and so dmask) broadcasts over dimension r of (B, Hq, Nq, Nk) that has more
+  /// than one index.
+  bool dmask_reduces(int r) const {
+    const Index full[4] = {this->B, this->Hq, this->Nq, this->Nk};
+    return dmask != nullptr && mask_dims[static_cast<std::size_t>(r)] == 1 && full[r] > 1;
+  }
+};
+
 /// A work item of the query-tiled kernels: query tile `tile` of (b, h), numbered b-major, then h.
 struct QueryTile {
   Index b, h, i0;

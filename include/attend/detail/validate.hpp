@@ -20,6 +20,7 @@
 #include "attend/detail/kernel/dropout.hpp"
 #include "attend/detail/problem.hpp"
 #include "attend/error.hpp"
+#include "attend/gradients.hpp"
 #include "attend/mask.hpp"
 #include "attend/tensor.hpp"
 #include "attend/types.hpp"
@@ -116,6 +117,58 @@ bool may_self_overlap(const TensorView<V, Rank>& t) {
 
 /// A byte range [lo, hi), empty when lo == hi.
 using ByteSpan = std::pair<std::uintptr_t, std::uintptr_t>;
+
+/// Whether two views share an element. Exact for views with the same strides, element size and
+/// aligned bases whose dimensions, ordered by stride, each step over everything the smaller ones
+/// reach (the interleaved views into one packed (B, N, 3, H, D) buffer: dq, dk and dv of a fused QKV
+/// projection's gradient); otherwise whether their byte ranges overlap (a sufficient condition).
+/// The exact test: an element is shared iff the bases' difference is Σ_r c_r · stride_r with
+/// -(a_r - 1) <= c_r <= b_r - 1; the ordering leaves at most two candidates for each c_r, found
+/// from the largest stride down.
+template <typename A, typename B, int Rank>
+bool views_overlap(const TensorView<A, Rank>& a, const TensorView<B, Rank>& b) {
+  const ByteSpan sa = byte_span(a), sb = byte_span(b);
+  if (!spans_overlap(sa, sb)) return false;
+  if (sizeof(A) != sizeof(B) || a.strides() != b.strides()) return true;
+  const auto delta_bytes = static_cast<long long>(reinterpret_cast<std::uintptr_t>(b.data()) -
+                                                  reinterpret_cast<std::uintptr_t>(a.data()));
+  if (delta_bytes % static_cast<long long>(sizeof(A)) != 0) return true;
+  // Dimensions of size > 1 in either view, ordered by stride; each stride must exceed the reach of
+  // the smaller ones (over the larger of the two sizes), or the test is not exact.
+  struct Dim {
+    Index stride, lo, hi;  // c ranges over [lo, hi]
+  };
+  std::array<Dim, Rank> ds{};
+  int n = 0;
+  for (int r = 0; r < Rank; ++r) {
+    if (a.dimension(r) > 1 || b.dimension(r) > 1) {
+      ds[static_cast<std::size_t>(n++)] = {a.stride(r), -(a.dimension(r) - 1), b.dimension(r) - 1};
+    }
+  }
+  for (int x = 1; x < n; ++x) {  // insertion sort, as in may_self_overlap
+    for (int y = x; y > 0 && ds[static_cast<std::size_t>(y)].stride < ds[static_cast<std::size_t>(y - 1)].stride; --y) {
+      std::swap(ds[static_cast<std::size_t>(y)], ds[static_cast<std::size_t>(y - 1)]);
+    }
+  }
+  Index reach = 0;
+  for (int r = 0; r < n; ++r) {
+    const Dim& d = ds[static_cast<std::size_t>(r)];
+    if (d.stride <= reach) return true;
+    reach += std::max(-d.lo, d.hi) * d.stride;
+  }
+  // Is delta = Σ c_r · stride_r with c_r in [lo_r, hi_r]? From the largest stride down, the lower
+  // dimensions reach less than one stride, so c_r is floor(delta / stride) or the one above it.
+  const auto representable = [&](auto& self, int r, Index delta) -> bool {
+    if (r < 0) return delta == 0;
+    const Dim& d = ds[static_cast<std::size_t>(r)];
+    const Index f = delta >= 0 ? delta / d.stride : -((-delta + d.stride - 1) / d.stride);
+    for (Index c = f; c <= f + 1; ++c) {
+      if (c >= d.lo && c <= d.hi && self(self, r - 1, delta - c * d.stride)) return true;
+    }
+    return false;
+  };
+  return representable(representable, n - 1, static_cast<Index>(delta_bytes / static_cast<long long>(sizeof(A))));
+}
 
 /// q, k and v: views, consistent shapes, a head dimension, and query heads a multiple of the kv heads.
 /// Fills the sizes of pb.
@@ -334,6 +387,150 @@ Problem<T> make_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, cons
   check_no_alias(pb, out_span, lse_span);
   const ByteSpan mask_span = reduce_mask(opt.mask, pb);
   check_mask_not_written(opt.mask, mask_span, {out_span, lse_span});
+  check_causal(opt.causal, pb);
+  resolve_scale(settings, pb);
+  check_dropout_counter(settings, opt.dropout_offset, pb);
+  return pb;
+}
+
+/// A rank-4 view named `name` that must have shape `want` (named by `want_name`, e.g. "(B, Hq, Nq,
+/// Dv)"), a valid view, and (for an output) elements not overlapping each other.
+template <typename V, typename T>
+void check_shaped(const char* name, const TensorView<V, 4>& t, const std::array<Index, 4>& want,
+                  const char* want_name, bool output, const Problem<T>& pb) {
+  check_view(name, t);
+  if (output && may_self_overlap(t)) {
+    throw Error(std::string(name) + " has strides " + strides_str(t) + " for shape " + shape_str(t) +
+                ": two of its elements share memory, so the result would depend on the order of the writes");
+  }
+  for (int r = 0; r < 4; ++r) {
+    if (t.dimension(r) != want[static_cast<std::size_t>(r)]) {
+      throw Error(std::string(name) + " has shape " + shape_str(t) + " but must be " + want_name + " = " +
+                  shape_str(want.data(), 4) + " for " + qkv_shapes(pb));
+    }
+  }
+}
+
+/// The forward's lse as the backward's input: shape (B, Hq, Nq), positive strides, data.
+template <typename T>
+void check_lse_input(const ConstView<acc_t<T>, 3>& lse, const Problem<T>& pb) {
+  const Index want[3] = {pb.B, pb.Hq, pb.Nq};
+  if (lse.empty_view() && pb.B * pb.Hq * pb.Nq > 0) {
+    throw Error("the backward needs the forward's lse (pass the view the forward call filled through "
+                "CallOptions::lse), shape (B, Hq, Nq) = " + shape_str(want, 3));
+  }
+  for (int r = 0; r < 3; ++r) {
+    if (lse.dimension(r) != want[r]) {
+      throw Error("lse has shape " + shape_str(lse) + " but must be (B, Hq, Nq) = " + shape_str(want, 3) + " for " +
+                  qkv_shapes(pb));
+    }
+  }
+  for (int r = 0; r < 3; ++r) {
+    if (lse.size() > 0 && lse.stride(r) <= 0) {
+      throw Error("lse has strides " + strides_str(lse) + ": strides must be positive");
+    }
+  }
+}
+
+/// dmask: requested only with an additive mask, and then with the mask's padded shape, positive
+/// strides on its dimensions of size > 1 and elements not overlapping each other. Fills pb's dmask
+/// fields.
+template <typename T>
+void reduce_dmask(const MaskGrad<T>& g, const Mask<T>& m, GradProblem<T>& pb) {
+  pb.mask_dims = m.dims();
+  if (g.empty()) return;
+  if (m.kind() != Mask<T>::Kind::additive) {
+    throw Error("dmask needs an additive mask in CallOptions::mask (Mask<T>::additive); this call has " +
+                std::string(m.empty() ? "no mask" : "a bool mask"));
+  }
+  const auto gshape = [&g] { return shape_str(g.dims().data(), 4); };
+  for (int r = 0; r < 4; ++r) {
+    if (g.dims()[static_cast<std::size_t>(r)] != m.dims()[static_cast<std::size_t>(r)]) {
+      throw Error("dmask has shape " + gshape() + " (padded on the left to 4) but must have the mask's shape " +
+                  shape_str(m.dims().data(), 4));
+    }
+  }
+  Index n = 1;
+  for (int r = 0; r < 4; ++r) n *= g.dims()[static_cast<std::size_t>(r)];
+  if (n > 0 && g.data() == nullptr) throw Error("dmask has shape " + gshape() + " but no data (null pointer)");
+  for (int r = 0; r < 4; ++r) {
+    const Index d = g.dims()[static_cast<std::size_t>(r)], st = g.strides()[static_cast<std::size_t>(r)];
+    if (d > 1 && st <= 0) {
+      throw Error("dmask has stride " + std::to_string(st) + " in dimension " + std::to_string(r) +
+                  " of its padded shape " + gshape() + ": strides of dimensions of size > 1 must be positive");
+    }
+    pb.dmask_strides[static_cast<std::size_t>(r)] = d == 1 ? 0 : st;
+  }
+  const TensorView<T, 4> view(g.data(), g.dims(), pb.dmask_strides);
+  if (may_self_overlap(view)) {
+    throw Error("dmask has strides " + shape_str(g.strides().data(), 4) + " for shape " + gshape() +
+                ": two of its elements share memory");
+  }
+  pb.dmask = n > 0 ? g.data() : nullptr;
+}
+
+/// Validates a backward call and builds its GradProblem; throws attend::Error before anything is
+/// written. Null outputs mean a query (dispatch, workspace size): everything but the outputs is
+/// checked (and out, lse and dout, which a query does not take).
+template <typename T>
+GradProblem<T> make_grad_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
+                                 const ConstView<T, 4>* out, const ConstView<acc_t<T>, 3>* lse,
+                                 const ConstView<T, 4>* dout, const GradientViews<T>* grads,
+                                 const CallOptions<T>& opt, const Settings& settings) {
+  GradProblem<T> pb;
+  check_qkv(q, k, v, pb);
+  const std::array<Index, 4> o_shape = {pb.B, pb.Hq, pb.Nq, pb.Dv};
+  if (out != nullptr) {
+    check_shaped("out", *out, o_shape, "(B, Hq, Nq, Dv)", false, pb);
+    pb.o = *out;
+  }
+  if (lse != nullptr) {
+    check_lse_input(*lse, pb);
+    pb.lse_in = *lse;
+  }
+  if (dout != nullptr) {
+    check_shaped("dout", *dout, o_shape, "(B, Hq, Nq, Dv)", false, pb);
+    pb.dout = *dout;
+  }
+  if (grads != nullptr) {
+    check_shaped("dq", grads->dq, {pb.B, pb.Hq, pb.Nq, pb.D}, "(B, Hq, Nq, D)", true, pb);
+    check_shaped("dk", grads->dk, {pb.B, pb.Hkv, pb.Nk, pb.D}, "(B, Hkv, Nk, D)", true, pb);
+    check_shaped("dv", grads->dv, {pb.B, pb.Hkv, pb.Nk, pb.Dv}, "(B, Hkv, Nk, Dv)", true, pb);
+    pb.dq = grads->dq;
+    pb.dk = grads->dk;
+    pb.dv = grads->dv;
+  }
+  const ByteSpan mask_span = reduce_mask(opt.mask, pb);
+  if (grads != nullptr) reduce_dmask(grads->dmask, opt.mask, pb);
+  pb.mask_dims = opt.mask.dims();
+
+  // No output may overlap another output or any input. The rank-4 views are compared element by
+  // element where views_overlap can (dq, dk and dv interleaved in one packed buffer do not overlap).
+  const TensorView<T, 4> dmask_view(pb.dmask, pb.mask_dims, pb.dmask_strides);
+  const std::pair<const char*, TensorView<const T, 4>> outputs[] = {
+      {"dq", pb.dq}, {"dk", pb.dk}, {"dv", pb.dv}, {"dmask", pb.dmask != nullptr ? dmask_view : TensorView<T, 4>()}};
+  const std::pair<const char*, TensorView<const T, 4>> inputs[] = {
+      {"q", pb.q}, {"k", pb.k}, {"v", pb.v}, {"out", pb.o}, {"dout", pb.dout}};
+  const std::pair<const char*, ByteSpan> other_inputs[] = {{"lse", byte_span(pb.lse_in)}, {"the mask", mask_span}};
+  for (std::size_t a = 0; a < 4; ++a) {
+    const auto& out = outputs[a];
+    for (std::size_t b = a + 1; b < 4; ++b) {
+      if (views_overlap(out.second, outputs[b].second)) {
+        throw Error(std::string(out.first) + " overlaps the memory of " + outputs[b].first +
+                    ": the gradients must not share memory");
+      }
+    }
+    for (const auto& in : inputs) {
+      if (views_overlap(out.second, in.second)) {
+        throw Error(std::string(out.first) + " overlaps the memory of " + in.first + ": an output must not alias an input");
+      }
+    }
+    for (const auto& in : other_inputs) {
+      if (spans_overlap(byte_span(out.second), in.second)) {
+        throw Error(std::string(out.first) + " overlaps the memory of " + in.first + ": an output must not alias an input");
+      }
+    }
+  }
   check_causal(opt.causal, pb);
   resolve_scale(settings, pb);
   check_dropout_counter(settings, opt.dropout_offset, pb);

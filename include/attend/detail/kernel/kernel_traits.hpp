@@ -71,6 +71,19 @@ struct RegisterBlocking {
   static constexpr int kRegNUsed = kColsPerBlock > TileTraits::kBlockQ ? TileTraits::kBlockQ / kLanes : kRegN;
 };
 
+/// The backward's work decomposition (backward/flash.hpp). An item computes dk and dv of a range of
+/// keys of one (b, kv head) completely, looping over all its query heads and query tiles, and adds its
+/// share of each query tile's dq in the split order (parallel.hpp, in_turn).
+struct GradTraits {
+  /// Items a call aims for, at least, by splitting the keys: enough for 16 threads with room to
+  /// balance. Calls with at least this many (b, kv head) pairs are not split (bsr_time has 496), so
+  /// they need no dq accumulator and no ordered adds.
+  static constexpr Index kMinItems = 32;
+  /// A worker's scratch holds its split's K, V, dK and dV rows in fp32 (padded to whole column blocks):
+  /// at most this many bytes, which bounds a split's length for wide heads (256 keys at D = Dv = 1024).
+  static constexpr std::size_t kSplitBytes = std::size_t(4) << 20;
+};
+
 /// The split-KV decode kernel (forward/decode.hpp). `blocked` is whether the target has its 4 x 4
 /// score blocks and 4-row value blocks (forward/decode_blocks.hpp: AVX-512 float accumulation);
 /// elsewhere it is the row-at-a-time form.

@@ -14,6 +14,9 @@ mark_as_advanced(ATTEND_INSTALL_CMAKEDIR ATTEND_INSTALL_PKGCONFIGDIR)
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
         FILES_MATCHING PATTERN "*.hpp")
 install(TARGETS attend attend_native EXPORT attendTargets)
+if(TARGET attend_dispatch)  # the optional compiled component (cmake/dispatch.cmake)
+  install(TARGETS attend_dispatch EXPORT attendTargets ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}")
+endif()
 install(EXPORT attendTargets NAMESPACE attend:: DESTINATION "${ATTEND_INSTALL_CMAKEDIR}")
 
 # ---- CMake package: attendConfig.cmake, attendConfigVersion.cmake, attendTargets.cmake ----
@@ -23,10 +26,15 @@ configure_package_config_file(
   INSTALL_DESTINATION "${ATTEND_INSTALL_CMAKEDIR}")
 # 0.x: minor versions may break the API, so only the same minor is compatible (SameMajorVersion
 # from 1.0 on).
+# Header-only, the package fits any architecture; with attend::dispatch's library, only its own.
+set(attend_arch_independent ARCH_INDEPENDENT)
+if(TARGET attend_dispatch)
+  set(attend_arch_independent "")
+endif()
 write_basic_package_version_file(
   "${PROJECT_BINARY_DIR}/attendConfigVersion.cmake"
   COMPATIBILITY SameMinorVersion
-  ARCH_INDEPENDENT)
+  ${attend_arch_independent})
 install(FILES "${PROJECT_BINARY_DIR}/attendConfig.cmake" "${PROJECT_BINARY_DIR}/attendConfigVersion.cmake"
         DESTINATION "${ATTEND_INSTALL_CMAKEDIR}")
 

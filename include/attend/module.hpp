@@ -184,11 +184,12 @@ class Attend {
                const TensorView<T, 4>& out, const CallOptions<T>& options = {}) const {
     const detail::Problem<T> pb = problem(q, k, v, &out, options);
     const Kernel kernel = choose(pb, options.dispatch);  // reasons are built only when asked for
-    const int workers = detail::worker_count(options.device);
+    const detail::Pool pool = detail::pool_of(options.device);
+    const int workers = detail::worker_count(pool);
     Workspace local;
     Workspace& ws = options.workspace != nullptr ? *options.workspace : local;
     ws.reserve(detail::forward_workspace_bytes(kernel, pb, workers));
-    detail::run_forward(kernel, pb, options.device, ws.data());
+    detail::run_forward(kernel, pb, pool, ws.data());
   }
 
   /// @brief The path a call with these arguments takes and why the paths before it were passed over,
@@ -223,7 +224,7 @@ class Attend {
   std::size_t workspace_bytes(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                               const CallOptions<T>& options = {}) const {
     const detail::Problem<T> pb = problem(q, k, v, nullptr, options);
-    return detail::forward_workspace_bytes(choose(pb, nullptr), pb, detail::worker_count(options.device));
+    return detail::forward_workspace_bytes(choose(pb, nullptr), pb, detail::worker_count(detail::pool_of(options.device)));
   }
 
   /// @name Training: the backward pass
@@ -279,11 +280,12 @@ class Attend {
                 const GradientViews<T>& grads, const CallOptions<T>& options = {}) const {
     const detail::GradProblem<T> pb = grad_problem(q, k, v, &out, &lse, &dout, &grads, options);
     const Kernel kernel = choose_backward(pb, options.dispatch);
-    const int workers = detail::worker_count(options.device);
+    const detail::Pool pool = detail::pool_of(options.device);
+    const int workers = detail::worker_count(pool);
     Workspace local;
     Workspace& ws = options.workspace != nullptr ? *options.workspace : local;
     ws.reserve(detail::backward_workspace_bytes(kernel, pb, workers));
-    detail::run_backward(kernel, pb, options.device, ws.data());
+    detail::run_backward(kernel, pb, pool, ws.data());
   }
 
   /// @brief The path and kernel a backward call with these arguments takes, without computing
@@ -314,8 +316,8 @@ class Attend {
                                        const CallOptions<T>& options = {}, const MaskGrad<T>& dmask = {}) const {
     GradientViews<T> only_dmask;
     only_dmask.dmask = dmask;
-    const detail::GradProblem<T> pb = grad_problem(q, k, v, nullptr, nullptr, nullptr, &only_dmask, options);
-    return detail::backward_workspace_bytes(choose_backward(pb, nullptr), pb, detail::worker_count(options.device));
+    const detail::GradProblem<T> pb = grad_problem(q, k, v, nullptr, nullptr, nullptr, &only_dmask, options, true);
+    return detail::backward_workspace_bytes(choose_backward(pb, nullptr), pb, detail::worker_count(detail::pool_of(options.device)));
   }
   /// @}
 
@@ -339,8 +341,8 @@ class Attend {
   detail::GradProblem<T> grad_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                                       const ConstView<T, 4>* out, const ConstView<Accum, 3>* lse,
                                       const ConstView<T, 4>* dout, const GradientViews<T>* grads,
-                                      const CallOptions<T>& options) const {
-    return detail::make_grad_problem<T>(q, k, v, out, lse, dout, grads, options, settings_);
+                                      const CallOptions<T>& options, bool query = false) const {
+    return detail::make_grad_problem<T>(q, k, v, out, lse, dout, grads, options, settings_, query);
   }
 
   /// The kernel a backward call runs (and its path); fills `report` if set.

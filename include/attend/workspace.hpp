@@ -6,9 +6,8 @@
 
 #include <cstddef>  // std::size_t
 #include <cstdlib>  // std::free
-#include <new>      // std::bad_alloc
+#include <new>      // std::bad_alloc, std::align_val_t, operator new
 
-#include <Eigen/Core>  // Eigen::internal::aligned_malloc
 
 #include "attend/detail/abi.hpp"
 
@@ -19,7 +18,9 @@ ATTEND_BEGIN_NAMESPACE
 ///
 /// A call that finds it too small grows it (one allocation) and keeps it grown. One workspace serves
 /// one call at a time: it is not thread-safe, so concurrent calls each need their own (for example
-/// one per thread). The memory is aligned for Eigen's packets. Movable, not copyable.
+/// one per thread). The memory is aligned to a cache line (kAlignment, 64 bytes), enough for any
+/// target's packets: kernels compiled for another instruction set (the attend::dispatch component)
+/// may use it. Movable, not copyable.
 class Workspace {
  public:
   /// @brief An empty workspace (no memory); a call that uses it grows it to the size it needs.
@@ -43,7 +44,7 @@ class Workspace {
   /// @return `*this`
   Workspace& operator=(Workspace&& o) noexcept {
     if (this != &o) {
-      Eigen::internal::aligned_free(data_);
+      release();
       data_ = o.data_;
       bytes_ = o.bytes_;
       o.data_ = nullptr;
@@ -52,7 +53,7 @@ class Workspace {
     return *this;
   }
   /// @brief Frees the memory.
-  ~Workspace() { Eigen::internal::aligned_free(data_); }
+  ~Workspace() { release(); }
 
   /// @brief Makes room for at least @p bytes; contents are not kept.
   ///
@@ -61,21 +62,28 @@ class Workspace {
   /// @throws std::bad_alloc if the memory cannot be allocated; the workspace is then empty
   void reserve(std::size_t bytes) {
     if (bytes <= bytes_) return;
-    Eigen::internal::aligned_free(data_);
-    data_ = nullptr;
-    bytes_ = 0;
-    data_ = Eigen::internal::aligned_malloc(bytes);  // throws std::bad_alloc on failure
+    release();
+    data_ = ::operator new(bytes, std::align_val_t(kAlignment));  // throws std::bad_alloc on failure
     bytes_ = bytes;
   }
 
   /// @brief The memory.
-  /// @return the start of the block, aligned for Eigen's packets; null while size() is 0
+  /// @return the start of the block, aligned to kAlignment bytes; null while size() is 0
   void* data() const { return data_; }
   /// @brief The size of the block.
   /// @return the number of bytes data() points to
   std::size_t size() const { return bytes_; }
 
+  /// @brief The alignment of data(), in bytes: a cache line.
+  static constexpr std::size_t kAlignment = 64;
+
  private:
+  void release() {
+    if (data_ != nullptr) ::operator delete(data_, std::align_val_t(kAlignment));
+    data_ = nullptr;
+    bytes_ = 0;
+  }
+
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
 };

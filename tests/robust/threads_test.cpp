@@ -176,7 +176,7 @@ TEST(ThreadsScheduler, GuidedRunsCoverEveryItemOnce) {
       std::vector<std::atomic<int>> seen(static_cast<std::size_t>(n));
       std::vector<std::atomic<int>> busy(4);
       std::atomic<Index> longest{0}, bad{0}, last_size{0};
-      attend::detail::parallel_for_runs(&device, 3, n, grain, [&](int worker, Index begin, Index end) {
+      attend::detail::parallel_for_runs(attend::detail::pool_of(&device), 3, n, grain, [&](int worker, Index begin, Index end) {
         if (worker < 0 || worker >= 3 || begin >= end || busy[static_cast<std::size_t>(worker)]++ != 0) ++bad;
         for (Index i = begin; i < end; ++i) ++seen[static_cast<std::size_t>(i)];
         Index l = longest.load();

@@ -12,8 +12,8 @@
 // write attend::Attend: the namespace is inline.
 //
 // The tag holds everything that changes attend's code or layout: the version, the instruction set
-// (arch/isa.hpp, which includes bf16 products) and the tuning macro ATTEND_KERNEL_BLOCK_K, e.g.
-// v0_2_0_avx512_bf16_k64. A consequence: attend's types differ between TUs built with different
+// (arch/isa.hpp, which includes bf16 products), the tuning macro ATTEND_KERNEL_BLOCK_K and dispatch
+// mode, e.g. v0_2_0_avx512_bf16_k64. A consequence: attend's types differ between TUs built with different
 // flags, so passing an attend object (an Attend, a Workspace, a view) from one such TU to another
 // through a shared declaration fails to link, rather than running the other TU's kernels.
 
@@ -24,16 +24,25 @@
 #define ATTEND_ABI_CAT_(a, b) a##b
 #define ATTEND_ABI_CAT(a, b) ATTEND_ABI_CAT_(a, b)
 
-/// The inline namespace's name, e.g. v0_2_0_avx512_bf16_k64.
-#define ATTEND_ABI_TAG                                                                                    \
-  ATTEND_ABI_CAT(                                                                                         \
-      ATTEND_ABI_CAT(                                                                                     \
-          ATTEND_ABI_CAT(ATTEND_ABI_CAT(ATTEND_ABI_CAT(ATTEND_ABI_CAT(ATTEND_ABI_CAT(v, ATTEND_VERSION_MAJOR), _), \
-                                                                  ATTEND_VERSION_MINOR),                  \
-                                                   _),                                                    \
-                                    ATTEND_VERSION_PATCH),                                                \
-          ATTEND_ABI_CAT(_, ATTEND_ISA)),                                                                 \
-      ATTEND_ABI_CAT(_k, ATTEND_KERNEL_BLOCK_K))
+/// Dispatch mode (the attend::dispatch component: ATTEND_DISPATCH, set by linking it) routes calls
+/// to kernels chosen at run time, so its inline code differs from the header-only build's: `_rt`.
+#if defined(ATTEND_DISPATCH) && !defined(ATTEND_DISPATCH_VARIANT)
+#define ATTEND_ABI_MODE _rt
+#else
+#define ATTEND_ABI_MODE
+#endif
+
+#define ATTEND_ABI_VERSION                                                                             \
+  ATTEND_ABI_CAT(ATTEND_ABI_CAT(ATTEND_ABI_CAT(ATTEND_ABI_CAT(ATTEND_ABI_CAT(v, ATTEND_VERSION_MAJOR), _), \
+                                               ATTEND_VERSION_MINOR),                                  \
+                                _),                                                                    \
+                 ATTEND_VERSION_PATCH)
+
+/// The inline namespace's name, e.g. v0_2_0_avx512_bf16_k64 (v0_2_0_sse2_k64_rt in dispatch mode).
+#define ATTEND_ABI_TAG                                                                                   \
+  ATTEND_ABI_CAT(ATTEND_ABI_CAT(ATTEND_ABI_CAT(ATTEND_ABI_VERSION, ATTEND_ABI_CAT(_, ATTEND_ISA)),           \
+                                ATTEND_ABI_CAT(_k, ATTEND_KERNEL_BLOCK_K)),                              \
+                 ATTEND_ABI_MODE)
 
 #define ATTEND_ABI_STR_(x) #x
 #define ATTEND_ABI_STR(x) ATTEND_ABI_STR_(x)

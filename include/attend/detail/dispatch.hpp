@@ -5,6 +5,8 @@
 // reasons the paths before it were passed over), which kernel inside the path, how much workspace it
 // takes, and the run itself, including the calls with nothing to compute (B · Hq · Nq = 0) and those
 // with no key (Nk = 0). attend::Attend validates and then asks here; nothing else chooses a kernel.
+// The kernels are the ones compiled into this translation unit (local_*), or, with the attend::dispatch
+// component, the ones of the variant chosen at run time (runtime.hpp), through the same functions.
 
 #include <cstddef>  // std::size_t
 #include <limits>   // std::numeric_limits
@@ -25,10 +27,29 @@
 #include "attend/detail/kernel/products.hpp"
 #include "attend/detail/parallel.hpp"
 #include "attend/detail/problem.hpp"
+#include "attend/detail/runtime.hpp"
 #include "attend/error.hpp"
 
 ATTEND_BEGIN_NAMESPACE
 namespace detail {
+
+/// Whether this translation unit runs kernels chosen at run time (linked with attend::dispatch:
+/// ATTEND_DISPATCH), rather than the ones compiled into it. A variant of the component compiles the
+/// kernels themselves (ATTEND_DISPATCH_VARIANT).
+#if defined(ATTEND_DISPATCH) && !defined(ATTEND_DISPATCH_VARIANT)
+constexpr bool kRuntimeDispatch = true;
+#else
+constexpr bool kRuntimeDispatch = false;
+#endif
+
+/// The instruction set of the kernels this translation unit's calls run (Dispatch::isa).
+inline const char* kernels_isa() {
+#if defined(ATTEND_DISPATCH) && !defined(ATTEND_DISPATCH_VARIANT)
+  return runtime::table().isa;
+#else
+  return ATTEND_ISA_NAME;
+#endif
+}
 
 /// Why a tiled path (enabled or not in the config) did not serve the call.
 inline std::string why_not(const Settings& settings, Index D, Index Dv, bool enabled) {
@@ -61,14 +82,14 @@ inline Path choose_path(const Settings& settings, Index D, Index Dv, Dispatch* r
     report->flash_reason = path == Path::flash ? std::string() : why_not(settings, D, Dv, config.enable_flash);
     report->mem_efficient_reason =
         path != Path::math ? std::string() : why_not(settings, D, Dv, config.enable_mem_efficient);
-    report->isa = ATTEND_ISA_NAME;
+    report->isa = kernels_isa();
   }
   return path;
 }
 
-/// The kernel a path runs for a forward call.
+/// The kernel a path runs for a forward call, with the kernels compiled here.
 template <typename T>
-Kernel forward_kernel(const Problem<T>& pb, Path path) {
+Kernel local_forward_kernel(const Problem<T>& pb, Path path) {
   switch (path) {
     case Path::flash:
       if (use_decode_kernel(pb)) return Kernel::split_kv_decode;
@@ -80,7 +101,7 @@ Kernel forward_kernel(const Problem<T>& pb, Path path) {
 }
 
 /// Calls f(Impl{}) with the forward kernel's implementation: a type with workspace_bytes(pb, workers)
-/// and run(pb, device, workspace). Kernel::contraction has none (math allocates its own temporaries).
+/// and run(pb, pool, workspace). Kernel::contraction has none (math allocates its own temporaries).
 template <typename T, typename F>
 void with_forward_kernel(Kernel kernel, F&& f) {
   switch (kernel) {
@@ -94,19 +115,55 @@ void with_forward_kernel(Kernel kernel, F&& f) {
   }
 }
 
-/// Scratch bytes a forward kernel needs for `workers` workers (0 for math and for calls with nothing
-/// to compute).
+/// Scratch bytes a forward kernel compiled here needs (a call with something to compute).
 template <typename T>
-std::size_t forward_workspace_bytes(Kernel kernel, const Problem<T>& pb, int workers) {
-  if (pb.B * pb.Hq * pb.Nq == 0 || pb.Nk == 0) return 0;
+std::size_t local_forward_workspace_bytes(Kernel kernel, const Problem<T>& pb, int workers) {
   std::size_t bytes = 0;
   with_forward_kernel<T>(kernel, [&](auto impl) { bytes = decltype(impl)::workspace_bytes(pb, workers); });
   return bytes;
 }
 
+/// Runs a forward call with something to compute on a kernel compiled here.
+template <typename T>
+void local_run_forward(Kernel kernel, const Problem<T>& pb, const Pool& pool, void* workspace) {
+  if (kernel == Kernel::contraction) {
+    run_math(pb, pool);
+    return;
+  }
+  with_forward_kernel<T>(kernel, [&](auto impl) { decltype(impl)::run(pb, pool, workspace); });
+}
+
+/// Whether a forward call has nothing for a kernel to compute: no output, or no key (0 and lse -inf).
+template <typename T>
+bool forward_is_trivial(const Problem<T>& pb) {
+  return pb.B * pb.Hq * pb.Nq == 0 || pb.Nk == 0;
+}
+
+/// The kernel a path runs for a forward call.
+template <typename T>
+Kernel forward_kernel(const Problem<T>& pb, Path path) {
+  if constexpr (kRuntimeDispatch) {
+    return static_cast<Kernel>(runtime_kernels<T>().forward_kernel(to_call(pb), static_cast<int>(path)));
+  } else {
+    return local_forward_kernel(pb, path);
+  }
+}
+
+/// Scratch bytes a forward kernel needs for `workers` workers (0 for math and for calls with nothing
+/// to compute).
+template <typename T>
+std::size_t forward_workspace_bytes(Kernel kernel, const Problem<T>& pb, int workers) {
+  if (forward_is_trivial(pb)) return 0;
+  if constexpr (kRuntimeDispatch) {
+    return runtime_kernels<T>().forward_workspace_bytes(static_cast<int>(kernel), to_call(pb), workers);
+  } else {
+    return local_forward_workspace_bytes(kernel, pb, workers);
+  }
+}
+
 /// Runs a validated forward call with its kernel; `workspace` holds forward_workspace_bytes.
 template <typename T>
-void run_forward(Kernel kernel, const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+void run_forward(Kernel kernel, const Problem<T>& pb, const Pool& pool, void* workspace) {
   if (pb.B * pb.Hq * pb.Nq == 0) return;
   if (pb.Nk == 0) {  // no key at all: every row sees nothing, so 0 and lse -inf, on every path
     for (Index b = 0; b < pb.B; ++b)
@@ -117,11 +174,11 @@ void run_forward(Kernel kernel, const Problem<T>& pb, const Eigen::ThreadPoolDev
         }
     return;
   }
-  if (kernel == Kernel::contraction) {
-    run_math(pb, device);
-    return;
+  if constexpr (kRuntimeDispatch) {
+    runtime_kernels<T>().run_forward(static_cast<int>(kernel), to_call(pb), to_runtime(pool), workspace);
+  } else {
+    local_run_forward(kernel, pb, pool, workspace);
   }
-  with_forward_kernel<T>(kernel, [&](auto impl) { decltype(impl)::run(pb, device, workspace); });
 }
 
 // ---- The backward table, beside the forward one ----
@@ -142,11 +199,9 @@ bool backward_is_trivial(const GradProblem<T>& pb) {
   return pb.B * pb.Hq * pb.Nq == 0 || pb.Nk == 0;
 }
 
-/// Scratch bytes a backward kernel needs for `workers` workers (0 for math, which allocates its own
-/// temporaries, and for calls with nothing to compute).
+/// Scratch bytes a backward kernel compiled here needs (a call with something to compute).
 template <typename T>
-std::size_t backward_workspace_bytes(Kernel kernel, const GradProblem<T>& pb, int workers) {
-  if (backward_is_trivial(pb)) return 0;
+std::size_t local_backward_workspace_bytes(Kernel kernel, const GradProblem<T>& pb, int workers) {
   switch (kernel) {
     case Kernel::key_splits: return FlashBackward<T>::workspace_bytes(pb, workers);
     case Kernel::query_chunks: return MemEfficientBackward<T>::workspace_bytes(pb, workers);
@@ -154,9 +209,31 @@ std::size_t backward_workspace_bytes(Kernel kernel, const GradProblem<T>& pb, in
   }
 }
 
+/// Runs a backward call with something to compute on a kernel compiled here.
+template <typename T>
+void local_run_backward(Kernel kernel, const GradProblem<T>& pb, const Pool& pool, void* workspace) {
+  switch (kernel) {
+    case Kernel::key_splits: FlashBackward<T>::run(pb, pool, workspace); return;
+    case Kernel::query_chunks: MemEfficientBackward<T>::run(pb, pool, workspace); return;
+    default: MathBackward<T>::run(pb, pool); return;
+  }
+}
+
+/// Scratch bytes a backward kernel needs for `workers` workers (0 for math, which allocates its own
+/// temporaries, and for calls with nothing to compute).
+template <typename T>
+std::size_t backward_workspace_bytes(Kernel kernel, const GradProblem<T>& pb, int workers) {
+  if (backward_is_trivial(pb)) return 0;
+  if constexpr (kRuntimeDispatch) {
+    return runtime_kernels<T>().backward_workspace_bytes(static_cast<int>(kernel), to_call(pb), workers);
+  } else {
+    return local_backward_workspace_bytes(kernel, pb, workers);
+  }
+}
+
 /// Runs a validated backward call with its kernel; `workspace` holds backward_workspace_bytes.
 template <typename T>
-void run_backward(Kernel kernel, const GradProblem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+void run_backward(Kernel kernel, const GradProblem<T>& pb, const Pool& pool, void* workspace) {
   if (backward_is_trivial(pb)) {  // no query or no key: every gradient is 0
     const auto zero = [](const TensorView<T, 4>& x) {
       for (Index a = 0; a < x.dimension(0); ++a)
@@ -170,10 +247,10 @@ void run_backward(Kernel kernel, const GradProblem<T>& pb, const Eigen::ThreadPo
     zero_dmask(pb);
     return;
   }
-  switch (kernel) {
-    case Kernel::key_splits: FlashBackward<T>::run(pb, device, workspace); return;
-    case Kernel::query_chunks: MemEfficientBackward<T>::run(pb, device, workspace); return;
-    default: MathBackward<T>::run(pb, device); return;
+  if constexpr (kRuntimeDispatch) {
+    runtime_kernels<T>().run_backward(static_cast<int>(kernel), to_call(pb), to_runtime(pool), workspace);
+  } else {
+    local_run_backward(kernel, pb, pool, workspace);
   }
 }
 

@@ -1,9 +1,10 @@
 #ifndef ATTEND_DETAIL_PARALLEL_HPP
 #define ATTEND_DETAIL_PARALLEL_HPP
 
-// Work distribution over an optional Eigen::ThreadPoolDevice. Workers claim items one at a time from
-// an atomic counter, so uneven items (causal rows, ragged tiles) balance by themselves. Each item is
-// computed by exactly one worker and always the same way, so results never depend on the thread count.
+// Work distribution over a thread pool (the caller's optional Eigen::ThreadPoolDevice). Workers claim
+// items from an atomic counter, so uneven items (causal rows, ragged tiles) balance by themselves.
+// Each item is computed by exactly one worker and always the same way, so results never depend on
+// the thread count.
 
 #include <algorithm>  // std::min
 #include <atomic>     // std::atomic
@@ -16,10 +17,52 @@
 ATTEND_BEGIN_NAMESPACE
 namespace detail {
 
-/// Number of workers a call uses: the device's thread count, or 1 without a device.
-inline int worker_count(const Eigen::ThreadPoolDevice* device) {
-  return device == nullptr ? 1 : std::max(1, device->numThreads());
+/// A thread pool as the kernels see it: a fork-join over plain function pointers. The kernels never
+/// touch an Eigen object of the caller's, so kernels compiled for one instruction set can run on a
+/// pool owned by code compiled for another (the dispatch component: no Eigen object crosses between
+/// its variants). pool_of() wraps the caller's Eigen::ThreadPoolDevice.
+struct Pool {
+  int threads = 1;          ///< workers a call uses, the calling thread included
+  void* context = nullptr;  ///< the fork's first argument (the Eigen device)
+  /// Runs task(arg, w) for w in [1, n) on other threads, task(arg, 0) on the calling thread, and
+  /// returns when all have finished; null with one thread.
+  void (*fork)(void* context, int n, void (*task)(void*, int), void* arg) = nullptr;
+};
+
+/// The fork of an Eigen::ThreadPoolDevice. The pool stores tasks in std::function, which keeps a
+/// capture of at most 16 trivially copyable bytes inline: one pointer and the worker index fit, so
+/// handing out tasks allocates nothing.
+inline void fork_on_eigen_device(void* context, int n, void (*task)(void*, int), void* arg) {
+  const auto* device = static_cast<const Eigen::ThreadPoolDevice*>(context);
+  Eigen::Barrier barrier(static_cast<unsigned int>(n - 1));
+  struct Shared {
+    void (*task)(void*, int);
+    void* arg;
+    Eigen::Barrier* done;
+  } shared{task, arg, &barrier};
+  const Shared* sp = &shared;
+  for (int w = 1; w < n; ++w) {
+    device->enqueueNoNotification([sp, w] {
+      sp->task(sp->arg, w);
+      sp->done->Notify();
+    });
+  }
+  task(arg, 0);
+  barrier.Wait();
 }
+
+/// The pool of a call's Eigen device: its thread count, or the calling thread alone without one.
+inline Pool pool_of(const Eigen::ThreadPoolDevice* device) {
+  Pool p;
+  if (device == nullptr) return p;
+  p.threads = std::max(1, device->numThreads());
+  p.context = const_cast<Eigen::ThreadPoolDevice*>(device);
+  p.fork = &fork_on_eigen_device;
+  return p;
+}
+
+/// Number of workers a call uses: the pool's thread count.
+inline int worker_count(const Pool& pool) { return pool.threads; }
 
 /// Calls fn(worker, begin, end) over [0, n) in runs of consecutive items; `worker` is in
 /// [0, workers) and names the scratch slot the call may use, never shared by two threads at once.
@@ -30,15 +73,13 @@ inline int worker_count(const Eigen::ThreadPoolDevice* device) {
 /// Runs are claimed one at a time and shrink as the work runs out ("guided" scheduling): a claim
 /// takes max(1, remaining / (2 · workers)) items, at most `grain`. Long runs early keep look-ahead
 /// and streams unbroken; short runs at the end let a thread that woke late, or got the expensive
-/// (causal) items, finish with the others. At (Hkv 8, Nk 4096, D 128), 64 decode items on 2 Zen 4
-/// threads: one item per claim 1.41-1.53 ms, fixed runs of 8 1.20-1.40 ms with one thread often idle
-/// at the end (cpu_util down to 0.76), guided 1.23-1.40 ms (median of 5: 1.36, cpu_util 0.88-0.98).
+/// (causal) items, finish with the others (docs/perf-notes.md has the measurements).
 template <typename Fn>
-void parallel_for_runs(const Eigen::ThreadPoolDevice* device, int workers, Index n, Index grain, Fn&& fn) {
+void parallel_for_runs(const Pool& pool, int workers, Index n, Index grain, Fn&& fn) {
   if (n <= 0) return;
   grain = std::max<Index>(1, grain);
   workers = static_cast<int>(std::min<Index>(workers, n));
-  if (device == nullptr || workers <= 1) {
+  if (pool.fork == nullptr || workers <= 1) {
     fn(0, Index(0), n);
     return;
   }
@@ -61,31 +102,16 @@ void parallel_for_runs(const Eigen::ThreadPoolDevice* device, int workers, Index
       next.store(n, std::memory_order_relaxed);
     }
   };
-  Eigen::Barrier barrier(static_cast<unsigned int>(workers - 1));
-  // The pool stores tasks in std::function, which keeps a capture of at most 16 trivially copyable
-  // bytes inline: one pointer and the worker index fit, so handing out tasks allocates nothing.
   using Work = decltype(work);
-  struct Shared {
-    Work* run;
-    Eigen::Barrier* done;
-  } shared{&work, &barrier};
-  const Shared* sp = &shared;
-  for (int w = 1; w < workers; ++w) {
-    device->enqueueNoNotification([sp, w] {
-      (*sp->run)(w);
-      sp->done->Notify();
-    });
-  }
-  work(0);
-  barrier.Wait();
+  pool.fork(pool.context, workers, [](void* arg, int w) { (*static_cast<Work*>(arg))(w); }, &work);
   if (failed.load()) std::rethrow_exception(error);
 }
 
 /// Calls fn(worker, item) for every item in [0, n), items claimed one at a time (see
 /// parallel_for_runs: a grain of 1).
 template <typename Fn>
-void parallel_for(const Eigen::ThreadPoolDevice* device, int workers, Index n, Fn&& fn) {
-  parallel_for_runs(device, workers, n, 1, [&fn](int worker, Index begin, Index end) {
+void parallel_for(const Pool& pool, int workers, Index n, Fn&& fn) {
+  parallel_for_runs(pool, workers, n, 1, [&fn](int worker, Index begin, Index end) {
     for (Index i = begin; i < end; ++i) fn(worker, i);
   });
 }

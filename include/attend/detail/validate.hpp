@@ -470,13 +470,13 @@ void reduce_dmask(const MaskGrad<T>& g, const Mask<T>& m, GradProblem<T>& pb) {
 }
 
 /// Validates a backward call and builds its GradProblem; throws attend::Error before anything is
-/// written. Null outputs mean a query (dispatch, workspace size): everything but the outputs is
-/// checked (and out, lse and dout, which a query does not take).
+/// written. Null inputs mean a query (dispatch, workspace size), which does not take them; a query
+/// passes `grads` only for its dmask (`query` true: dq, dk and dv are not checked).
 template <typename T>
 GradProblem<T> make_grad_problem(const ConstView<T, 4>& q, const ConstView<T, 4>& k, const ConstView<T, 4>& v,
                                  const ConstView<T, 4>* out, const ConstView<acc_t<T>, 3>* lse,
                                  const ConstView<T, 4>* dout, const GradientViews<T>* grads,
-                                 const CallOptions<T>& opt, const Settings& settings) {
+                                 const CallOptions<T>& opt, const Settings& settings, bool query = false) {
   GradProblem<T> pb;
   check_qkv(q, k, v, pb);
   const std::array<Index, 4> o_shape = {pb.B, pb.Hq, pb.Nq, pb.Dv};
@@ -492,7 +492,7 @@ GradProblem<T> make_grad_problem(const ConstView<T, 4>& q, const ConstView<T, 4>
     check_shaped("dout", *dout, o_shape, "(B, Hq, Nq, Dv)", false, pb);
     pb.dout = *dout;
   }
-  if (grads != nullptr) {
+  if (grads != nullptr && !query) {
     check_shaped("dq", grads->dq, {pb.B, pb.Hq, pb.Nq, pb.D}, "(B, Hq, Nq, D)", true, pb);
     check_shaped("dk", grads->dk, {pb.B, pb.Hkv, pb.Nk, pb.D}, "(B, Hkv, Nk, D)", true, pb);
     check_shaped("dv", grads->dv, {pb.B, pb.Hkv, pb.Nk, pb.Dv}, "(B, Hkv, Nk, Dv)", true, pb);

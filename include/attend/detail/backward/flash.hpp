@@ -260,14 +260,14 @@ struct FlashBackward {
     });
   }
 
-  static void run(const GradProblem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+  static void run(const GradProblem<T>& pb, const Pool& pool, void* workspace) {
     const Plan p = plan(pb);
     ScratchLayout layout(workspace);
     Shared sh = Shared::carve(layout, pb, p);
-    const int workers = worker_count(device);
+    const int workers = worker_count(pool);
     // D_i = rowsum(dout_i ∘ out_i), once per query row; and whether q, k or dout has an Inf or NaN.
     std::atomic<bool> nonfinite{false};
-    parallel_for(device, workers, pb.B * pb.Hq, [&](int, Index bh) {
+    parallel_for(pool, workers, pb.B * pb.Hq, [&](int, Index bh) {
       const Index b = bh / pb.Hq, h = bh % pb.Hq;
       dout_dot_out(pb, b, h, sh.dvec + bh * pb.Nq);
       bool any = any_nonfinite_rows(pb.q, b, h) || any_nonfinite_rows(pb.dout, b, h);
@@ -282,7 +282,7 @@ struct FlashBackward {
     if (sh.dmask != nullptr) std::fill(sh.dmask, sh.dmask + DmaskAccumulator<T>::size(pb), Acc(0));
     if (pb.dmask != nullptr && sh.dmask == nullptr) zero_dmask(pb);  // hidden tiles are skipped
     // One item at a time, in order (in_turn's condition against deadlock).
-    parallel_for(device, workers, p.count(), [&](int worker, Index it) {
+    parallel_for(pool, workers, p.count(), [&](int worker, Index it) {
       Scratch w = worker_scratch<Scratch>(sh.scratch, worker, p.split, pb.D, pb.Dv, p.Dp, p.Dvp);
       item(pb, p, sh, dmask, it / p.splits, it % p.splits, w);
     });

@@ -48,7 +48,7 @@ struct MathBackward {
     return c;
   }
 
-  static void run(const GradProblem<T>& pb, const Eigen::ThreadPoolDevice* device) {
+  static void run(const GradProblem<T>& pb, const Pool& pool) {
     constexpr Acc kNegInf = -std::numeric_limits<Acc>::infinity();
     const Index Nq = pb.Nq, Nk = pb.Nk, D = pb.D, Dv = pb.Dv;
     const Acc keep_scale = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
@@ -59,7 +59,7 @@ struct MathBackward {
     const Pairs rows_cols = {Eigen::IndexPair<Index>(1, 0)};  // X Y
     const Pairs cols_cols = {Eigen::IndexPair<Index>(0, 0)};  // Xᵀ Y
 
-    parallel_for(device, worker_count(device), items.count(), [&](int, Index item) {
+    parallel_for(pool, worker_count(pool), items.count(), [&](int, Index item) {
       items.for_each(item, [&](Index b, Index hk) {
         Mat k(Nk, D), v(Nk, Dv);  // (Nk, D), (Nk, Dv)
         for (Index j = 0; j < Nk; ++j) {

@@ -163,7 +163,7 @@ struct MemEfficientBackward {
     write_rows<T>(w.dq, Dp, nq, D, pb.scale, &pb.dq(b, h, i0, 0), pb.dq.stride(2));
   }
 
-  static void run(const GradProblem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+  static void run(const GradProblem<T>& pb, const Pool& pool, void* workspace) {
     ScratchLayout layout(workspace);
     const Shared sh = Shared::carve(layout, pb);
     const DmaskAccumulator<T> dmask = DmaskAccumulator<T>::of(pb, sh.dmask);
@@ -172,7 +172,7 @@ struct MemEfficientBackward {
     const GradItems items = GradItems::of(pb);
     const Index Dp = padded_cols<Acc>(pb.D), Dvp = padded_cols<Acc>(pb.Dv);
     const Index chunks = (pb.Nq + Br - 1) / Br;
-    parallel_for(device, worker_count(device), items.count(), [&](int worker, Index it) {
+    parallel_for(pool, worker_count(pool), items.count(), [&](int worker, Index it) {
       Scratch w = worker_scratch<Scratch>(sh.scratch, worker, pb.Nk, pb.D, pb.Dv, Dp, Dvp);
       items.for_each(it, [&](Index b, Index hk) {
         copy_rows_padded(&pb.k(b, hk, 0, 0), pb.k.stride(2), pb.Nk, pb.D, w.ks, Dp);

@@ -345,7 +345,7 @@ struct DecodeForward {
     for (; d < n; ++d) out[d] = Acc(1) * out[d] + f * x[d];
   }
 
-  static void run(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+  static void run(const Problem<T>& pb, const Pool& pool, void* workspace) {
     const Index n_rows = rows(pb), n_splits = splits(pb);
     ScratchLayout layout(workspace);
     const Workspace ws = Workspace::carve(layout, pb.B * pb.Hkv, n_splits, n_rows, pb.Dv);
@@ -357,7 +357,7 @@ struct DecodeForward {
     // merges it (acq_rel: it sees every other split's partials), so there is one fork and join per
     // call, not two.
     const Index items = pb.B * pb.Hkv * n_splits;
-    parallel_for_runs(device, worker_count(device), items, items, [&](int worker, Index begin, Index end) {
+    parallel_for_runs(pool, worker_count(pool), items, items, [&](int worker, Index begin, Index end) {
       Scratch w = worker_scratch<Scratch>(ws.scratch, worker, n_rows, pb.D, pb.Dv);
       for (Index it = begin; it < end; ++it) {
         const Index bk = it / n_splits, split = it % n_splits;

@@ -154,7 +154,7 @@ struct FlashForward {
     return scratch_bytes<Scratch>(pb.D, pb.Dv) * static_cast<std::size_t>(workers);
   }
 
-  static void run(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+  static void run(const Problem<T>& pb, const Pool& pool, void* workspace) {
     constexpr Index Br = TileTraits::kBlockQ;
     const Index tiles = (pb.Nq + Br - 1) / Br;
     // Guided runs of consecutive tiles (parallel_for_runs), at most 64: a worker looks ahead only
@@ -162,7 +162,7 @@ struct FlashForward {
     // 13.7). BS-RoFormer's frequency axis (6408 tiles) at 2 threads: fixed runs of 8 took 135.5
     // GFLOP/s, fixed runs of 50 139.
     const Index items = pb.B * pb.Hq * tiles;
-    parallel_for_runs(device, worker_count(device), items, 64, [&](int worker, Index begin, Index end) {
+    parallel_for_runs(pool, worker_count(pool), items, 64, [&](int worker, Index begin, Index end) {
       Scratch w = worker_scratch<Scratch>(workspace, worker, pb.D, pb.Dv);
       for (Index item = begin; item < end; ++item) {
         const QueryTile t = query_tile(item, pb.Hq, tiles, Br);

@@ -22,13 +22,13 @@ ATTEND_BEGIN_NAMESPACE
 namespace detail {
 
 template <typename T>
-void run_math(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device) {
+void run_math(const Problem<T>& pb, const Pool& pool) {
   using Acc = acc_t<T>;
   using Mat = Eigen::Tensor<Acc, 2, Eigen::RowMajor, Index>;
   constexpr Acc kNegInf = -std::numeric_limits<Acc>::infinity();
   const Index B = pb.B, Hq = pb.Hq, Nq = pb.Nq, Nk = pb.Nk, D = pb.D, Dv = pb.Dv;
 
-  parallel_for(device, worker_count(device), B * Hq, [&](int, Index bh) {
+  parallel_for(pool, worker_count(pool), B * Hq, [&](int, Index bh) {
     const Index b = bh / Hq, h = bh % Hq, hk = pb.kv_head(h);
 
     Mat q(Nq, D);   // (Nq, D)

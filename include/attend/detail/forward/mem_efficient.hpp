@@ -100,9 +100,9 @@ struct MemEfficientForward {
     return scratch_bytes<Scratch>(pb.Nk, pb.D, pb.Dv) * static_cast<std::size_t>(workers);
   }
 
-  static void run(const Problem<T>& pb, const Eigen::ThreadPoolDevice* device, void* workspace) {
+  static void run(const Problem<T>& pb, const Pool& pool, void* workspace) {
     const Index chunks = (pb.Nq + Br - 1) / Br;
-    parallel_for(device, worker_count(device), pb.B * pb.Hq * chunks, [&](int worker, Index item) {
+    parallel_for(pool, worker_count(pool), pb.B * pb.Hq * chunks, [&](int worker, Index item) {
       Scratch w = worker_scratch<Scratch>(workspace, worker, pb.Nk, pb.D, pb.Dv);
       const QueryTile t = query_tile(item, pb.Hq, chunks, Br);
       chunk(pb, t.b, t.h, t.i0, w);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "support/attend_test.hpp"
+#include "support/reference.hpp"
 
 namespace {
 

@@ -1,7 +1,8 @@
 // Dropout on the attention weights: the same keep-mask on every path, tile and thread count (and the
 // documented one: Philox4x32-10 keyed by the seed, counter (j/4, i, b*Hq + h, offset), keep iff the
-// draw >= round(p * 2^32)); its keep fraction and its unbiasedness within statistical bounds; p = 1
-// gives zeros; eval mode ignores it; (seed, offset) decide the bits.
+// draw >= round(p * 2^32), as the naive reference draws it with its own Philox); its keep fraction and
+// its unbiasedness within statistical bounds; p = 1 gives zeros; eval mode ignores it; (seed, offset)
+// decide the bits.
 //
 // The keep-mask is read through the public API: with v = identity (Dv = Nk, v[j, d] = [j == d]) the
 // output is out[i, j] = P[i, j] · keep[i, j] / (1 - p), so out[i, j] != 0 exactly where j is kept.
@@ -13,10 +14,9 @@
 #include <string>
 #include <vector>
 
-#include <attend/detail/philox.hpp>
-
 #include "support/attend_test.hpp"
 #include "support/check.hpp"
+#include "support/reference.hpp"
 
 namespace {
 
@@ -57,20 +57,16 @@ std::vector<bool> observed_mask(const Inputs& in, const RunSpec& spec) {
   return m;
 }
 
-/// The documented keep-mask, from the (KAT-verified) Philox function itself.
+/// The documented keep-mask, as the naive reference draws it (its own Philox, checked against
+/// Random123's known answers in support/reference_test.cpp).
 std::vector<bool> documented_mask(Index B, Index Hq, Index Nq, Index Nk, double p, std::uint64_t seed,
                                   std::uint32_t offset) {
-  const std::uint64_t threshold = static_cast<std::uint64_t>(std::llround(p * 4294967296.0));
-  const attend::detail::PhiloxKey key = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
+  const attend_test::DropoutSpec drop{p, seed, offset};
   std::vector<bool> m;
   for (Index b = 0; b < B; ++b)
     for (Index h = 0; h < Hq; ++h)
       for (Index i = 0; i < Nq; ++i)
-        for (Index j = 0; j < Nk; ++j) {
-          const attend::detail::PhiloxBlock ctr = {static_cast<std::uint32_t>(j / 4), static_cast<std::uint32_t>(i),
-                                                   static_cast<std::uint32_t>(b * Hq + h), offset};
-          m.push_back(attend::detail::philox4x32_10(ctr, key)[static_cast<std::size_t>(j % 4)] >= threshold);
-        }
+        for (Index j = 0; j < Nk; ++j) m.push_back(drop.keeps(Hq, b, h, i, j));
   return m;
 }
 
@@ -84,9 +80,9 @@ template <typename T>
 class Dropout : public ::testing::Test {};
 TYPED_TEST_SUITE(Dropout, attend_test::AllTypes, attend_test::TypeNames);
 
-// With p = 0.3 in training, every path agrees with the math path in double (the same keep-mask
-// applied to the same inputs) to the usual tolerance: impossible unless they drop the same elements.
-TYPED_TEST(Dropout, EveryPathMatchesDoubleMathWithTheSameMask) {
+// With p = 0.3 in training, every path agrees with the naive reference (the same keep-mask applied to
+// the same inputs) to the usual tolerance: impossible unless they drop the same elements.
+TYPED_TEST(Dropout, EveryPathMatchesReferenceWithTheSameMask) {
   using T = TypeParam;
   Inputs in = attend_test::random_inputs(2, 4, 2, 130, 97, 16, 24, 201);
   attend_test::expect_paths_match_reference<T>(in, "dropout 0.3", training(0.3, 1234567, 17));
@@ -231,13 +227,13 @@ TEST(DropoutStatistics, MeanOverOffsetsIsTheEvalOutput) {
   const Index Nq = 8, Nk = 64, D = 16, Dv = 16;
   Inputs in = attend_test::random_inputs(1, 1, 1, Nq, Nk, D, Dv, 208, 0.7);
   for (auto& x : in.v) x += 1.0;  // a mean far from 0, so a missing rescale shows
-  const auto eval = attend_test::run<double>(in, attend_test::on(Path::math));
+  const auto eval = attend_test::naive_forward(in);
   // The weights P, in double: the same q, k with v = identity.
   Inputs ident = in;
   ident.Dv = Nk;
   ident.v.assign(static_cast<std::size_t>(Nk * Nk), 0.0);
   for (Index j = 0; j < Nk; ++j) ident.v[static_cast<std::size_t>(j * Nk + j)] = 1.0;
-  const auto P = attend_test::run<double>(ident, attend_test::on(Path::math)).out;
+  const auto P = attend_test::naive_forward(ident).out;
 
   for (const Path path : kAllPaths) {
     std::vector<double> mean(static_cast<std::size_t>(Nq * Dv), 0.0);

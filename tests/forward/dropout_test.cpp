@@ -29,7 +29,7 @@ using attend_test::RunSpec;
 
 RunSpec training(double p, std::uint64_t seed, std::uint32_t offset, std::optional<Path> path = std::nullopt) {
   RunSpec s;
-  s.path = path;
+  if (path) s.route = attend_test::forced(*path);
   s.dropout = p;
   s.train = true;
   s.seed = seed;
@@ -121,7 +121,7 @@ TYPED_TEST(Dropout, POneGivesZeros) {
     const auto r = attend_test::run<T>(in, training(1.0, 5, 0, p));
     const auto e = attend_test::run<T>(in, attend_test::on(p));
     for (double o : r.out) ASSERT_EQ(o, 0.0) << attend::path_name(p);
-    EXPECT_TRUE(attend_test::bitwise_equal(r.raw_lse, e.raw_lse)) << attend::path_name(p);
+    EXPECT_TRUE(attend_test::same_bits(r.raw_lse, e.raw_lse)) << attend::path_name(p);
   }
 }
 
@@ -136,14 +136,14 @@ TYPED_TEST(Dropout, EvalIgnoresDropoutAndIsDeterministic) {
     const auto none = attend_test::run<T>(in, attend_test::on(p));
     const auto a = attend_test::run<T>(in, eval);
     const auto b = attend_test::run<T>(in, eval);
-    EXPECT_TRUE(attend_test::bitwise_equal(a.raw, none.raw)) << attend::path_name(p);
-    EXPECT_TRUE(attend_test::bitwise_equal(a.raw, b.raw)) << attend::path_name(p);
+    EXPECT_TRUE(attend_test::same_bits(a.raw, none.raw)) << attend::path_name(p);
+    EXPECT_TRUE(attend_test::same_bits(a.raw, b.raw)) << attend::path_name(p);
     const auto t = attend_test::run<T>(in, training(0.3, 77, 4, p));
-    EXPECT_FALSE(attend_test::bitwise_equal(t.raw, none.raw)) << attend::path_name(p) << ": training dropped nothing";
-    EXPECT_TRUE(attend_test::bitwise_equal(t.raw_lse, none.raw_lse)) << attend::path_name(p);
+    EXPECT_FALSE(attend_test::same_bits(t.raw, none.raw)) << attend::path_name(p) << ": training dropped nothing";
+    EXPECT_TRUE(attend_test::same_bits(t.raw_lse, none.raw_lse)) << attend::path_name(p);
   }
   // A module's default mode is eval; eval() after train() switches dropout off again.
-  attend::Attend<T> m(0.3, true, std::nullopt, attend_test::only(Path::flash), 77);
+  attend::Attend<T> m = attend_test::make_attend<T>(attend_test::forced(Path::flash), 0.3, std::nullopt, 77);
   EXPECT_FALSE(m.training());
   m.train();
   EXPECT_TRUE(m.training());
@@ -160,7 +160,7 @@ TYPED_TEST(Dropout, SeedAndOffsetDecideTheBits) {
   for (const Path p : kAllPaths) {
     const auto a = attend_test::run<T>(in, training(0.3, 11, 1, p));
     const auto b = attend_test::run<T>(in, training(0.3, 11, 1, p));
-    EXPECT_TRUE(attend_test::bitwise_equal(a.raw, b.raw)) << attend::path_name(p);
+    EXPECT_TRUE(attend_test::same_bits(a.raw, b.raw)) << attend::path_name(p);
     const auto base = observed_mask<T>(in, training(0.3, 11, 1, p));
     for (const auto& [seed, offset] : {std::pair<std::uint64_t, std::uint32_t>{11, 2}, {12, 1}, {11 + (1ull << 32), 1}}) {
       const std::size_t d = count_diff(base, observed_mask<T>(in, training(0.3, seed, offset, p)));
@@ -186,8 +186,8 @@ TYPED_TEST(Dropout, ThreadCountDoesNotChangeTheBits) {
       RunSpec s = training(0.3, 42, 9, p);
       s.device = &device;
       const auto r = attend_test::run<T>(dec, s);
-      EXPECT_TRUE(attend_test::bitwise_equal(r.raw, base.raw)) << "decode " << attend::path_name(p) << " threads " << threads;
-      EXPECT_TRUE(attend_test::bitwise_equal(r.raw_lse, base.raw_lse)) << "decode " << attend::path_name(p);
+      EXPECT_TRUE(attend_test::same_bits(r.raw, base.raw)) << "decode " << attend::path_name(p) << " threads " << threads;
+      EXPECT_TRUE(attend_test::same_bits(r.raw_lse, base.raw_lse)) << "decode " << attend::path_name(p);
     }
   }
   for (const Path p : kAllPaths) {
@@ -198,8 +198,8 @@ TYPED_TEST(Dropout, ThreadCountDoesNotChangeTheBits) {
       RunSpec s = training(0.3, 42, 9, p);
       s.device = &device;
       const auto r = attend_test::run<T>(in, s);
-      EXPECT_TRUE(attend_test::bitwise_equal(r.raw, base.raw)) << attend::path_name(p) << " threads " << threads;
-      EXPECT_TRUE(attend_test::bitwise_equal(r.raw_lse, base.raw_lse)) << attend::path_name(p) << " threads " << threads;
+      EXPECT_TRUE(attend_test::same_bits(r.raw, base.raw)) << attend::path_name(p) << " threads " << threads;
+      EXPECT_TRUE(attend_test::same_bits(r.raw_lse, base.raw_lse)) << attend::path_name(p) << " threads " << threads;
     }
   }
 }

@@ -167,7 +167,7 @@ TYPED_TEST(Typed, CausalAlignments) {
                 hidden.v[static_cast<std::size_t>((h * Nk + j) * in.Dv + d)] = -1e3;
               }
           const auto r2 = attend_test::run<T>(hidden, attend_test::on(p));
-          EXPECT_TRUE(attend_test::bitwise_equal(r.raw, r2.raw)) << w << ": a hidden key changed the output";
+          EXPECT_TRUE(attend_test::same_bits(r.raw, r2.raw)) << w << ": a hidden key changed the output";
         }
       }
     }
@@ -223,7 +223,7 @@ TYPED_TEST(Typed, StridedViewsIntoPackedBuffers) {
       attend::CallOptions<T> o;
       o.causal = c;
       o.lse = attend::TensorView<attend::acc_t<T>, 3>(lse.data(), {B, H, N});
-      attend_test::make_attend<T>(attend_test::on(p), std::nullopt)(q, k, v, out, o);
+      attend_test::forward(attend_test::make_attend<T>(attend_test::forced(p)), q, k, v, out, o);
 
       Inputs cin = in;
       cin.causal = c;
@@ -243,7 +243,7 @@ TYPED_TEST(Typed, StridedViewsIntoPackedBuffers) {
             mismatches += std::memcmp(&got, &expected, sizeof(T)) != 0;
           }
       EXPECT_EQ(mismatches, 0) << w << ": strided result differs from the contiguous one (or padding written)";
-      EXPECT_TRUE(attend_test::bitwise_equal(lse, want.raw_lse)) << w;
+      EXPECT_TRUE(attend_test::same_bits(lse, want.raw_lse)) << w;
     }
   }
 }
@@ -276,7 +276,7 @@ TYPED_TEST(Typed, StridedMaskAndLseViews) {
             j < Nk && keep.mask_keep[static_cast<std::size_t>((b * Nq + i) * Nk + j)] != 0;
 
   for (const Path p : kAllPaths) {
-    const auto a = attend_test::make_attend<T>(attend_test::on(p), std::nullopt);
+    const auto a = attend_test::make_attend<T>(attend_test::forced(p));
     for (int which = 0; which < 2; ++which) {
       const Inputs& in = which == 0 ? add : keep;
       const auto want = attend_test::run<T>(in, attend_test::on(p));
@@ -290,10 +290,10 @@ TYPED_TEST(Typed, StridedMaskAndLseViews) {
       std::vector<Acc> lse(static_cast<std::size_t>(B * Nq * H));  // (B, Nq, Hq) buffer
       o.lse = attend::TensorView<Acc, 3>(lse.data(), {B, H, Nq}, {Nq * H, 1, H});
       std::vector<T> out(static_cast<std::size_t>(in.out_size()));
-      a(qv, kv, vv, attend::TensorView<T, 4>(out.data(), {B, H, Nq, 8}), o);
+      attend_test::forward(a, qv, kv, vv, attend::TensorView<T, 4>(out.data(), {B, H, Nq, 8}), o);
       const std::string w = std::string(which == 0 ? "transposed additive" : "padded bool") + " mask, path " +
                             attend::path_name(p);
-      EXPECT_TRUE(attend_test::bitwise_equal(out, want.raw)) << w;
+      EXPECT_TRUE(attend_test::same_bits(out, want.raw)) << w;
       int lse_wrong = 0;
       for (Index b = 0; b < B; ++b)
         for (Index h = 0; h < H; ++h)
@@ -317,19 +317,19 @@ TYPED_TEST(Typed, TensorMapAndTensorArguments) {
   const std::vector<T> q = attend_test::to_t<T>(in.q), k = attend_test::to_t<T>(in.k), v = attend_test::to_t<T>(in.v);
   for (const Path p : kAllPaths) {
     const auto want = attend_test::run<T>(in, attend_test::on(p));
-    const auto a = attend_test::make_attend<T>(attend_test::on(p), std::nullopt);
+    const auto a = attend_test::make_attend<T>(attend_test::forced(p));
     const Map qm(q.data(), in.B, in.Hq, in.Nq, in.D), km(k.data(), in.B, in.Hkv, in.Nk, in.D),
         vm(v.data(), in.B, in.Hkv, in.Nk, in.Dv);
     std::vector<T> out(static_cast<std::size_t>(in.out_size()), T(0));
     MutMap om(out.data(), in.B, in.Hq, in.Nq, in.Dv);
-    a(qm, km, vm, om);
-    EXPECT_TRUE(attend_test::bitwise_equal(out, want.raw)) << "TensorMap, path " << attend::path_name(p);
+    attend_test::forward(a, qm, km, vm, om);
+    EXPECT_TRUE(attend_test::same_bits(out, want.raw)) << "TensorMap, path " << attend::path_name(p);
 
     attend::Tensor<T, 4> qt(in.B, in.Hq, in.Nq, in.D), kt(in.B, in.Hkv, in.Nk, in.D), vt(in.B, in.Hkv, in.Nk, in.Dv);
     std::copy(q.begin(), q.end(), qt.data());
     std::copy(k.begin(), k.end(), kt.data());
     std::copy(v.begin(), v.end(), vt.data());
-    const attend::Tensor<T, 4> ot = a(qt, kt, vt);
+    const attend::Tensor<T, 4> ot = attend_test::call(a, qt, kt, vt);
     ASSERT_EQ(ot.dimension(0), in.B);
     ASSERT_EQ(ot.dimension(1), in.Hq);
     ASSERT_EQ(ot.dimension(2), in.Nq);
@@ -338,7 +338,7 @@ TYPED_TEST(Typed, TensorMapAndTensorArguments) {
     // for 16-bit T with a false -Wfree-nonheap-object.
     std::vector<T> got(static_cast<std::size_t>(ot.size()));
     std::copy(ot.data(), ot.data() + ot.size(), got.begin());
-    EXPECT_TRUE(attend_test::bitwise_equal(got, want.raw)) << "Tensor, path " << attend::path_name(p);
+    EXPECT_TRUE(attend_test::same_bits(got, want.raw)) << "Tensor, path " << attend::path_name(p);
   }
 }
 
@@ -416,14 +416,14 @@ TYPED_TEST(Typed, GarbageWorkspaceDoesNotLeak) {
       o.workspace = &ws;
       const attend::ConstView<T, 4> qv(q.data(), {in.B, in.Hq, in.Nq, in.D}), kv(k.data(), {in.B, in.Hkv, in.Nk, in.D}),
           vv(v.data(), {in.B, in.Hkv, in.Nk, in.Dv});
-      const auto a = attend_test::make_attend<T>(attend_test::on(p), std::nullopt);
+      const auto a = attend_test::make_attend<T>(attend_test::forced(p));
       ws.reserve(a.workspace_bytes(qv, kv, vv, o));
       if (ws.size() > 0) std::memset(ws.data(), 0xFF, ws.size());
-      a(qv, kv, vv, attend::TensorView<T, 4>(out.data(), {in.B, in.Hq, in.Nq, in.Dv}), o);
+      attend_test::forward(a, qv, kv, vv, attend::TensorView<T, 4>(out.data(), {in.B, in.Hq, in.Nq, in.Dv}), o);
       const std::string w = std::string("path ") + attend::path_name(p) + " Nq " + std::to_string(in.Nq) + " Nk " +
                             std::to_string(in.Nk);
-      EXPECT_TRUE(attend_test::bitwise_equal(out, want.raw)) << w;
-      EXPECT_TRUE(attend_test::bitwise_equal(lse, want.raw_lse)) << w;
+      EXPECT_TRUE(attend_test::same_bits(out, want.raw)) << w;
+      EXPECT_TRUE(attend_test::same_bits(lse, want.raw_lse)) << w;
     }
   }
 }
@@ -438,9 +438,10 @@ TYPED_TEST(Typed, NoKeysGivesZerosAndLseMinusInf) {
     std::vector<attend::acc_t<T>> lse(static_cast<std::size_t>(B * H * Nq), attend::acc_t<T>(3));
     attend::CallOptions<T> o;
     o.lse = attend::TensorView<attend::acc_t<T>, 3>(lse.data(), {B, H, Nq});
-    attend_test::make_attend<T>(attend_test::on(p), std::nullopt)(
-        attend::ConstView<T, 4>(q.data(), {B, H, Nq, D}), attend::ConstView<T, 4>(k.data(), {B, H, 0, D}),
-        attend::ConstView<T, 4>(v.data(), {B, H, 0, Dv}), attend::TensorView<T, 4>(out.data(), {B, H, Nq, Dv}), o);
+    attend_test::forward(attend_test::make_attend<T>(attend_test::forced(p)),
+                         attend::ConstView<T, 4>(q.data(), {B, H, Nq, D}), attend::ConstView<T, 4>(k.data(), {B, H, 0, D}),
+                         attend::ConstView<T, 4>(v.data(), {B, H, 0, Dv}),
+                         attend::TensorView<T, 4>(out.data(), {B, H, Nq, Dv}), o);
     for (const T& x : out) EXPECT_EQ(static_cast<double>(x), 0.0) << attend::path_name(p);
     for (const auto& l : lse) EXPECT_EQ(l, -std::numeric_limits<attend::acc_t<T>>::infinity()) << attend::path_name(p);
   }
@@ -452,22 +453,25 @@ TYPED_TEST(Typed, NoQueriesWorks) {
   const Index B = 2, H = 2, Nk = 9, D = 8, Dv = 4;
   std::vector<T> q, k(static_cast<std::size_t>(B * H * Nk * D), T(1)), v(static_cast<std::size_t>(B * H * Nk * Dv), T(1));
   for (const Path p : kAllPaths) {
-    const auto a = attend_test::make_attend<T>(attend_test::on(p), std::nullopt);
+    const auto a = attend_test::make_attend<T>(attend_test::forced(p));
     const attend::ConstView<T, 4> qv(q.data(), {B, H, 0, D}), kv(k.data(), {B, H, Nk, D}), vv(v.data(), {B, H, Nk, Dv});
     attend::Tensor<T, 4> out;
-    ASSERT_NO_THROW(out = a(qv, kv, vv)) << attend::path_name(p);
+    ASSERT_NO_THROW(out = attend_test::call(a, qv, kv, vv)) << attend::path_name(p);
     EXPECT_EQ(out.dimension(2), 0);
     EXPECT_EQ(out.dimension(3), Dv);
     attend::CallOptions<T> o;
     o.lse = attend::TensorView<attend::acc_t<T>, 3>(nullptr, {B, H, 0});
     std::vector<T> none;
-    EXPECT_NO_THROW(a(qv, kv, vv, attend::TensorView<T, 4>(none.data(), {B, H, 0, Dv}), o)) << attend::path_name(p);
-    // B = 0, and Hq = Hkv = 0: nothing to compute either.
-    EXPECT_NO_THROW(a(attend::ConstView<T, 4>(q.data(), {0, H, 3, D}), attend::ConstView<T, 4>(k.data(), {0, H, Nk, D}),
-                      attend::ConstView<T, 4>(v.data(), {0, H, Nk, Dv})))
+    EXPECT_NO_THROW(attend_test::forward(a, qv, kv, vv, attend::TensorView<T, 4>(none.data(), {B, H, 0, Dv}), o))
         << attend::path_name(p);
-    EXPECT_NO_THROW(a(attend::ConstView<T, 4>(q.data(), {B, 0, 3, D}), attend::ConstView<T, 4>(k.data(), {B, 0, Nk, D}),
-                      attend::ConstView<T, 4>(v.data(), {B, 0, Nk, Dv})))
+    // B = 0, and Hq = Hkv = 0: nothing to compute either.
+    EXPECT_NO_THROW(attend_test::call(a, attend::ConstView<T, 4>(q.data(), {0, H, 3, D}),
+                                      attend::ConstView<T, 4>(k.data(), {0, H, Nk, D}),
+                                      attend::ConstView<T, 4>(v.data(), {0, H, Nk, Dv})))
+        << attend::path_name(p);
+    EXPECT_NO_THROW(attend_test::call(a, attend::ConstView<T, 4>(q.data(), {B, 0, 3, D}),
+                                      attend::ConstView<T, 4>(k.data(), {B, 0, Nk, D}),
+                                      attend::ConstView<T, 4>(v.data(), {B, 0, Nk, Dv})))
         << attend::path_name(p);
   }
 }

@@ -7,6 +7,8 @@
 
 #include <vector>  // std::vector
 
+#include "support/attend_test.hpp"  // attend_test::only
+
 namespace attend_odr {
 
 template <typename T>
@@ -20,11 +22,7 @@ std::vector<T> run(attend::Path path) {
   for (attend::Index i = 0; i < Nq; ++i)
     for (attend::Index j = 0; j < Nk; ++j) keep(i, j) = (i + j) % 5 != 0;
 
-  attend::FlashAttentionConfig only;
-  only.enable_flash = path == attend::Path::flash;
-  only.enable_mem_efficient = path == attend::Path::mem_efficient;
-  only.enable_math = path == attend::Path::math;
-  attend::Attend<T> attn(/*dropout=*/0.25, /*flash=*/true, /*scale=*/{}, only, /*seed=*/7);
+  attend::Attend<T> attn(/*dropout=*/0.25, /*flash=*/true, /*scale=*/{}, attend_test::only(path), /*seed=*/7);
   attn.train();
 
   Eigen::ThreadPool pool(2);

@@ -6,7 +6,7 @@
 // argument (forward into a view, the returning operator(), dispatch(), workspace_bytes()). Each must
 // throw attend::Error whose message names the argument and the shapes, and leave every byte of the
 // output, lse and inputs as it was. Mistakes the types make unrepresentable are checked at compile
-// time at the end of this file (and by the compile-fail tests in tests/robust.cmake).
+// time at the end of this file (and by the compile-fail tests in tests/robust/CMakeLists.txt).
 //
 // The table is docs/errors.md and the README's Errors section; the DocsTable test checks that each
 // row's message excerpt is in both.
@@ -25,14 +25,15 @@
 
 #include <gtest/gtest.h>
 
-#include "robust_common.hpp"
+#include "support/attend_test.hpp"
+#include "support/check.hpp"
 
 namespace {
 
 using attend::ConstView;
 using attend::Index;
 using attend::TensorView;
-using robust::Route;
+using attend_test::Route;
 
 constexpr Index kB = 2, kHq = 4, kHkv = 2, kNq = 5, kNk = 7, kD = 8, kDv = 6;
 constexpr Index kInSize = 16384, kOutSize = 8192, kLseSize = 256, kKeepSize = 256;
@@ -60,7 +61,7 @@ struct Call {
   bool training = false;
 
   Call() {
-    robust::fill(in.data(), kInSize, 1);
+    attend_test::fill(in.data(), kInSize, 1);
     // A pattern no call writes: alternating bytes, so a 0, a NaN or a copy of an input shows.
     std::memset(static_cast<void*>(outbuf.data()), 0xA5, sizeof(T) * kOutSize);
     std::memset(static_cast<void*>(lsebuf.data()), 0x5A, sizeof(Acc) * kLseSize);
@@ -302,11 +303,11 @@ std::vector<Row<T>> rows() {
                kReturning | kDispatch | kWorkspace});
 
   // ---- paths: a requested path that is disabled or cannot serve the call ----
-  const Route flash_only = robust::paths()[0];
-  const Route mem_only = robust::paths()[1];
-  Route tiled_only = {"flash+mem_efficient", true, robust::only(attend::Path::flash), attend::Path::flash};
+  const Route flash_only = attend_test::forced_routes()[0];
+  const Route mem_only = attend_test::forced_routes()[1];
+  Route tiled_only = {"flash+mem_efficient", true, attend_test::only(attend::Path::flash), attend::Path::flash};
   tiled_only.config.enable_mem_efficient = true;
-  Route none = {"none enabled", true, robust::only(attend::Path::flash), attend::Path::flash};
+  Route none = {"none enabled", true, attend_test::only(attend::Path::flash), attend::Path::flash};
   none.config.enable_flash = false;
   auto big_d = [](C& c) {  // D = 1025 > kMaxTiledHeadDim
     c.q = view<T>(c.in.data(), 1, 1, 3, 1025);
@@ -358,8 +359,8 @@ bool throws_error(const Route& route, Call<T>& c, Entry e, std::string& message)
     attend::Attend<T> a(c.dropout, route.flash, c.scale, route.config, /*seed=*/42);
     a.train(c.training);
     switch (e) {
-      case kForward: a.forward(c.q, c.k, c.v, c.out, c.opt); break;
-      case kReturning: (void)a(c.q, c.k, c.v, c.opt); break;
+      case kForward: attend_test::forward(a, c.q, c.k, c.v, c.out, c.opt); break;
+      case kReturning: (void)attend_test::call(a, c.q, c.k, c.v, c.opt); break;
       case kDispatch: (void)a.dispatch(c.q, c.k, c.v, c.opt); break;
       case kWorkspace: (void)a.workspace_bytes(c.q, c.k, c.v, c.opt); break;
       default: break;
@@ -380,12 +381,12 @@ bool throws_error(const Route& route, Call<T>& c, Entry e, std::string& message)
 
 template <typename T>
 class BadInput : public ::testing::Test {};
-TYPED_TEST_SUITE(BadInput, robust::AllTypes, );  // empty: see robust::AllTypes
+TYPED_TEST_SUITE(BadInput, attend_test::AllTypes, attend_test::TypeNames);
 
 // The unbroken call works on every route and entry point: each row fails for its own reason.
 TYPED_TEST(BadInput, ValidCallIsAccepted) {
   using T = TypeParam;
-  for (const Route& route : robust::routes()) {
+  for (const Route& route : attend_test::routes()) {
     for (Entry e : {kForward, kReturning, kDispatch, kWorkspace}) {
       Call<T> c;
       std::string message;
@@ -404,7 +405,7 @@ TYPED_TEST(BadInput, EveryRowThrowsAndWritesNothing) {
     if (row.route) {
       routes.push_back(*row.route);
     } else {
-      routes.assign(robust::routes().begin(), robust::routes().end());
+      routes.assign(attend_test::routes().begin(), attend_test::routes().end());
     }
     for (const Route& route : routes) {
       for (Entry e : {kForward, kReturning, kDispatch, kWorkspace}) {
@@ -434,12 +435,12 @@ TYPED_TEST(BadInput, EveryRowThrowsAndWritesNothing) {
 // A Workspace that is too small is grown, not an error; one that is big enough is used as is.
 TYPED_TEST(BadInput, SmallWorkspaceIsGrown) {
   using T = TypeParam;
-  for (const Route& route : robust::paths()) {
+  for (const Route& route : attend_test::forced_routes()) {
     Call<T> c;
     attend::Workspace ws(1);
     c.opt.workspace = &ws;
-    attend::Attend<T> a = robust::make<T>(route);
-    ASSERT_NO_THROW(a.forward(c.q, c.k, c.v, c.out, c.opt)) << route.name;
+    attend::Attend<T> a = attend_test::make_attend<T>(route);
+    ASSERT_NO_THROW(attend_test::forward(a, c.q, c.k, c.v, c.out, c.opt)) << route.name;
     EXPECT_GE(ws.size(), a.workspace_bytes(c.q, c.k, c.v, c.opt)) << route.name;
   }
 }

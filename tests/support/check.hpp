@@ -47,7 +47,7 @@ void expect_paths_match_reference(const Inputs& in, const std::string& what, Run
   const DropoutSpec drop = dropout_of(spec);
   const double keep_scale = drop.active() && drop.p < 1 ? drop.keep_scale() : 1.0;
   for (const attend::Path p : kAllPaths) {
-    spec.path = p;
+    spec.route = forced(p);
     const std::string w = what + " type=" + attend::type_name<T>() + " path=" + attend::path_name(p);
     Result<T> got;
     try {

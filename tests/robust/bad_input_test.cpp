@@ -18,9 +18,12 @@
 #include <iostream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -164,6 +167,12 @@ std::vector<Row<T>> rows() {
   r.push_back({"out", "wrong shape (Nq)",
                [](C& c) { c.out = TensorView<T, 4>(c.outbuf.data(), {kB, kHq, kNk, kDv}); },
                {"out has shape (2, 4, 7, 6) but must be (B, Hq, Nq, Dv) = (2, 4, 5, 6)"}, kForward});
+  r.push_back({"out", "wrong shape (B)",
+               [](C& c) { c.out = TensorView<T, 4>(c.outbuf.data(), {1, kHq, kNq, kDv}); },
+               {"but must be (B, Hq, Nq, Dv) = (2, 4, 5, 6)", "out has shape (1, 4, 5, 6)"}, kForward});
+  r.push_back({"out", "wrong shape (Hq)",
+               [](C& c) { c.out = TensorView<T, 4>(c.outbuf.data(), {kB, kHkv, kNq, kDv}); },
+               {"but must be (B, Hq, Nq, Dv) = (2, 4, 5, 6)", "out has shape (2, 2, 5, 6)"}, kForward});
   r.push_back({"out", "zero stride",
                [](C& c) { c.out = TensorView<T, 4>(c.outbuf.data(), {kB, kHq, kNq, kDv}, {120, 30, 0, 1}); },
                {"out has stride 0 in dimension 2", "strides must be positive"}, kForward});
@@ -272,6 +281,8 @@ std::vector<Row<T>> rows() {
                {"dropout must be a probability in [0, 1], got -0.250000"}});
   r.push_back({"dropout", "p > 1", [](C& c) { c.dropout = 1.5; },
                {"dropout must be a probability in [0, 1], got 1.500000"}});
+  r.push_back({"dropout", "p just above 1", [](C& c) { c.dropout = 1.0000001; },
+               {"dropout must be a probability in [0, 1]", "got 1.000000"}});
   r.push_back({"dropout", "p is NaN", [nan](C& c) { c.dropout = nan; },
                {"dropout must be a probability in [0, 1], got nan"}});
   r.push_back({"dropout", "p is +inf", [inf](C& c) { c.dropout = inf; },
@@ -445,6 +456,28 @@ TYPED_TEST(BadInput, SmallWorkspaceIsGrown) {
   }
 }
 
+// The edges of the valid range are accepted on every route and entry point: dropout 0 and 1 (in
+// training), a negative scale, a scale of 1e-30 (finite and non-zero in every accumulation type).
+TYPED_TEST(BadInput, EdgesOfTheValidRangeAreAccepted) {
+  using T = TypeParam;
+  const std::pair<double, std::optional<double>> edges[] = {{0.0, std::nullopt}, {1.0, std::nullopt}, {0.5, -0.125},
+                                                            {0.5, 1e-30}};
+  for (const auto& edge : edges) {
+    for (const Route& route : attend_test::routes()) {
+      for (Entry e : {kForward, kReturning, kDispatch, kWorkspace}) {
+        Call<T> c;
+        c.dropout = edge.first;
+        c.scale = edge.second;
+        c.training = true;
+        std::string message;
+        EXPECT_FALSE(throws_error(route, c, e, message))
+            << "dropout " << edge.first << ", scale " << edge.second.value_or(0.0) << " [" << route.name << ", "
+            << entry_name(e) << "]: " << message;
+      }
+    }
+  }
+}
+
 // docs/errors.md and the README's Errors section are the table above: every row's first message
 // excerpt appears in both.
 TEST(DocsTable, ListsEveryRow) {
@@ -498,6 +531,8 @@ static_assert(!std::is_constructible_v<MaskF, ConstView<bool, 2>, ConstView<floa
 static_assert(!std::is_constructible_v<MaskF, ConstView<bool, 2>>, "a mask says which form it is");
 static_assert(!std::is_constructible_v<MaskF, ConstView<float, 2>>, "a mask says which form it is");
 static_assert(std::is_same_v<decltype(std::declval<MaskF>().kind()), MaskF::Kind>, "one kind per mask");
+// Errors are std::invalid_argument (docs/errors.md), so a caller may catch either.
+static_assert(std::is_base_of_v<std::invalid_argument, attend::Error>, "attend::Error is a std::invalid_argument");
 // q, k, v and out are rank 4 by type: a rank-3 tensor or view does not convert.
 static_assert(!std::is_convertible_v<attend::Tensor<float, 3>&, ConstView<float, 4>>, "q must be rank 4");
 static_assert(!std::is_convertible_v<ConstView<float, 5>, ConstView<float, 4>>, "q must be rank 4");

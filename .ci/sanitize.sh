@@ -80,11 +80,13 @@ tsan() {
   fresh_for_compiler "$tsan_dir"
   local flags="-fsanitize=thread -fno-omit-frame-pointer $arch_flags"
   cmake -S . -B "$tsan_dir" "${common[@]}" -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread"
-  # Only the executables with threaded tests: ours (label "threads"), and each unit test whose source
-  # uses a thread pool (tests/<name>_test.cpp builds attend_<name>_test, see tests/unit.cmake).
+  # Only the executables with threaded tests: the robust ones (label "threads"), and each other test
+  # whose source uses a thread pool (tests/<folder>/<name>_test.cpp builds attend_<name>_test, see
+  # attend_test() in tests/support/CMakeLists.txt; tests/robust/ builds attend_robust_<name>_test).
   local targets=(attend_robust_threads_test) available src name
   available="$(cmake --build "$tsan_dir" --target help 2>/dev/null || true)"
-  for src in tests/*_test.cpp; do
+  for src in tests/*/*_test.cpp; do
+    [[ "$src" == tests/robust/* ]] && continue
     grep -q 'ThreadPool' "$src" || continue
     name="attend_$(basename "$src" .cpp)"
     if grep -qE "(^|[^a-z_])${name}([^a-z_]|$)" <<< "$available"; then
@@ -97,7 +99,7 @@ tsan() {
   # Some kernels place mappings where TSan's shadow expects none ("FATAL: ThreadSanitizer: unexpected
   # memory mapping", vm.mmap_rnd_bits > 28): then run without address-space randomisation.
   local run=() probe_out
-  probe_out="$("$tsan_dir/tests/attend_robust_threads_test" --gtest_list_tests 2>&1 || true)"
+  probe_out="$("$tsan_dir/tests/robust/attend_robust_threads_test" --gtest_list_tests 2>&1 || true)"
   if grep -q 'unexpected memory mapping' <<< "$probe_out"; then
     echo "sanitize.sh: ThreadSanitizer needs a fixed address space here: running under setarch -R"
     run=(setarch "$(uname -m)" -R)

@@ -2,7 +2,7 @@
 # this file is not installed, and the attend targets carry no warning flags).
 #
 # Included by the root CMakeLists.txt and, so that each also configures standalone against an
-# installed attend (cmake -S tests|bench|examples), by tests/*.cmake, bench/ and examples/ from the
+# installed attend (cmake -S tests|bench|examples), by tests/, bench/ and examples/ from the
 # source tree (include(... OPTIONAL): without it they build without these flags).
 #
 #   ATTEND_WERROR=ON                  also -Werror (CI: .ci/compilers.sh); default OFF, so that a user's

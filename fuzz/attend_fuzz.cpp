@@ -36,6 +36,8 @@
 
 #include <attend/attend.hpp>
 
+#include "support/attend_test.hpp"  // attend_test::only, shared with the tests
+
 namespace {
 
 using attend::Index;
@@ -502,11 +504,12 @@ struct Route {
   attend::FlashAttentionConfig config;
 };
 
-attend::FlashAttentionConfig only(bool f, bool me, bool m) {
+/// A config with exactly the given paths enabled (attend_test::only(p) enables one).
+attend::FlashAttentionConfig enabled(bool flash, bool mem_efficient, bool math) {
   attend::FlashAttentionConfig c;
-  c.enable_flash = f;
-  c.enable_mem_efficient = me;
-  c.enable_math = m;
+  c.enable_flash = flash;
+  c.enable_mem_efficient = mem_efficient;
+  c.enable_math = math;
   return c;
 }
 
@@ -624,11 +627,11 @@ void run_valid(FuzzedDataProvider& fdp) {
 
   const bool rf = fdp.ConsumeBool(), rm = fdp.ConsumeBool(), rma = fdp.ConsumeBool();
   const Route routes[] = {
-      {"flash", true, only(true, false, false)},
-      {"mem_efficient", true, only(false, true, false)},
-      {"math", true, only(false, false, true)},
+      {"flash", true, attend_test::only(attend::Path::flash)},
+      {"mem_efficient", true, attend_test::only(attend::Path::mem_efficient)},
+      {"math", true, attend_test::only(attend::Path::math)},
       {"flash=false", false, {}},
-      {"random config", true, only(rf, rm, rma || !(rf || rm))},
+      {"random config", true, enabled(rf, rm, rma || !(rf || rm))},
   };
   const int again = fdp.ConsumeIntegralInRange<int>(0, 4);  // a route rerun without threads, bitwise
   for (int ri = 0; ri < 5; ++ri) {
@@ -655,9 +658,9 @@ void run_invalid(FuzzedDataProvider& fdp) {
   Call<T> c = draw<T>(fdp, true);
   const Shape& s = c.s;
   const int what = fdp.ConsumeIntegralInRange<int>(0, 19);
-  const Route routes[] = {{"flash", true, only(true, false, false)},
-                          {"mem_efficient", true, only(false, true, false)},
-                          {"math", true, only(false, false, true)},
+  const Route routes[] = {{"flash", true, attend_test::only(attend::Path::flash)},
+                          {"mem_efficient", true, attend_test::only(attend::Path::mem_efficient)},
+                          {"math", true, attend_test::only(attend::Path::math)},
                           {"flash=false", false, {}},
                           {"default", true, {}}};
   Route route = routes[fdp.ConsumeIntegralInRange<int>(0, 4)];
@@ -754,7 +757,7 @@ void run_invalid(FuzzedDataProvider& fdp) {
       expect = "dropout must be a probability";
       break;
     }
-    case 16: route = {"none enabled", true, only(false, false, false)}; expect = "no enabled path"; break;
+    case 16: route = {"none enabled", true, enabled(false, false, false)}; expect = "no enabled path"; break;
     case 17: o.causal = static_cast<attend::Causal>(3 + bump); expect = "causal must be"; break;
     case 18: {  // a negative mask stride on a full dimension
       static bool keep_data[64] = {};

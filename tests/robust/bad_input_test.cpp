@@ -6,7 +6,7 @@
 // argument (forward into a view, the returning operator(), dispatch(), workspace_bytes()). Each must
 // throw attend::Error whose message names the argument and the shapes, and leave every byte of the
 // output, lse and inputs as it was. Mistakes the types make unrepresentable are checked at compile
-// time at the end of this file (and by the compile-fail tests in tests/robust.cmake).
+// time at the end of this file (and by the compile-fail tests in tests/robust/CMakeLists.txt).
 //
 // The table is docs/errors.md; the DocsTable test checks that each row's message excerpt is in it.
 
@@ -17,21 +17,25 @@
 #include <iostream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
-#include "robust_common.hpp"
+#include "support/attend_test.hpp"
+#include "support/check.hpp"
 
 namespace {
 
 using attend::ConstView;
 using attend::Index;
 using attend::TensorView;
-using robust::Route;
+using attend_test::Route;
 
 constexpr Index kB = 2, kHq = 4, kHkv = 2, kNq = 5, kNk = 7, kD = 8, kDv = 6;
 constexpr Index kInSize = 16384, kOutSize = 8192, kLseSize = 256, kKeepSize = 256;
@@ -59,7 +63,7 @@ struct Call {
   bool training = false;
 
   Call() {
-    robust::fill(in.data(), kInSize, 1);
+    attend_test::fill(in.data(), kInSize, 1);
     // A pattern no call writes: alternating bytes, so a 0, a NaN or a copy of an input shows.
     std::memset(static_cast<void*>(outbuf.data()), 0xA5, sizeof(T) * kOutSize);
     std::memset(static_cast<void*>(lsebuf.data()), 0x5A, sizeof(Acc) * kLseSize);
@@ -162,6 +166,12 @@ std::vector<Row<T>> rows() {
   r.push_back({"out", "wrong shape (Nq)",
                [](C& c) { c.out = TensorView<T, 4>(c.outbuf.data(), {kB, kHq, kNk, kDv}); },
                {"out has shape (2, 4, 7, 6) but must be (B, Hq, Nq, Dv) = (2, 4, 5, 6)"}, kForward});
+  r.push_back({"out", "wrong shape (B)",
+               [](C& c) { c.out = TensorView<T, 4>(c.outbuf.data(), {1, kHq, kNq, kDv}); },
+               {"but must be (B, Hq, Nq, Dv) = (2, 4, 5, 6)", "out has shape (1, 4, 5, 6)"}, kForward});
+  r.push_back({"out", "wrong shape (Hq)",
+               [](C& c) { c.out = TensorView<T, 4>(c.outbuf.data(), {kB, kHkv, kNq, kDv}); },
+               {"but must be (B, Hq, Nq, Dv) = (2, 4, 5, 6)", "out has shape (2, 2, 5, 6)"}, kForward});
   r.push_back({"out", "zero stride",
                [](C& c) { c.out = TensorView<T, 4>(c.outbuf.data(), {kB, kHq, kNq, kDv}, {120, 30, 0, 1}); },
                {"out has stride 0 in dimension 2", "strides must be positive"}, kForward});
@@ -270,6 +280,8 @@ std::vector<Row<T>> rows() {
                {"dropout must be a probability in [0, 1], got -0.250000"}});
   r.push_back({"dropout", "p > 1", [](C& c) { c.dropout = 1.5; },
                {"dropout must be a probability in [0, 1], got 1.500000"}});
+  r.push_back({"dropout", "p just above 1", [](C& c) { c.dropout = 1.0000001; },
+               {"dropout must be a probability in [0, 1]", "got 1.000000"}});
   r.push_back({"dropout", "p is NaN", [nan](C& c) { c.dropout = nan; },
                {"dropout must be a probability in [0, 1], got nan"}});
   r.push_back({"dropout", "p is +inf", [inf](C& c) { c.dropout = inf; },
@@ -301,11 +313,11 @@ std::vector<Row<T>> rows() {
                kReturning | kDispatch | kWorkspace});
 
   // ---- paths: a requested path that is disabled or cannot serve the call ----
-  const Route flash_only = robust::paths()[0];
-  const Route mem_only = robust::paths()[1];
-  Route tiled_only = {"flash+mem_efficient", true, robust::only(attend::Path::flash), attend::Path::flash};
+  const Route flash_only = attend_test::forced_routes()[0];
+  const Route mem_only = attend_test::forced_routes()[1];
+  Route tiled_only = {"flash+mem_efficient", true, attend_test::only(attend::Path::flash), attend::Path::flash};
   tiled_only.config.enable_mem_efficient = true;
-  Route none = {"none enabled", true, robust::only(attend::Path::flash), attend::Path::flash};
+  Route none = {"none enabled", true, attend_test::only(attend::Path::flash), attend::Path::flash};
   none.config.enable_flash = false;
   auto big_d = [](C& c) {  // D = 1025 > kMaxTiledHeadDim
     c.q = view<T>(c.in.data(), 1, 1, 3, 1025);
@@ -357,8 +369,8 @@ bool throws_error(const Route& route, Call<T>& c, Entry e, std::string& message)
     attend::Attend<T> a(c.dropout, route.flash, c.scale, route.config, /*seed=*/42);
     a.train(c.training);
     switch (e) {
-      case kForward: a.forward(c.q, c.k, c.v, c.out, c.opt); break;
-      case kReturning: (void)a(c.q, c.k, c.v, c.opt); break;
+      case kForward: attend_test::forward(a, c.q, c.k, c.v, c.out, c.opt); break;
+      case kReturning: (void)attend_test::call(a, c.q, c.k, c.v, c.opt); break;
       case kDispatch: (void)a.dispatch(c.q, c.k, c.v, c.opt); break;
       case kWorkspace: (void)a.workspace_bytes(c.q, c.k, c.v, c.opt); break;
       default: break;
@@ -379,12 +391,12 @@ bool throws_error(const Route& route, Call<T>& c, Entry e, std::string& message)
 
 template <typename T>
 class BadInput : public ::testing::Test {};
-TYPED_TEST_SUITE(BadInput, robust::AllTypes, );  // empty: see robust::AllTypes
+TYPED_TEST_SUITE(BadInput, attend_test::AllTypes, attend_test::TypeNames);
 
 // The unbroken call works on every route and entry point: each row fails for its own reason.
 TYPED_TEST(BadInput, ValidCallIsAccepted) {
   using T = TypeParam;
-  for (const Route& route : robust::routes()) {
+  for (const Route& route : attend_test::routes()) {
     for (Entry e : {kForward, kReturning, kDispatch, kWorkspace}) {
       Call<T> c;
       std::string message;
@@ -403,7 +415,7 @@ TYPED_TEST(BadInput, EveryRowThrowsAndWritesNothing) {
     if (row.route) {
       routes.push_back(*row.route);
     } else {
-      routes.assign(robust::routes().begin(), robust::routes().end());
+      routes.assign(attend_test::routes().begin(), attend_test::routes().end());
     }
     for (const Route& route : routes) {
       for (Entry e : {kForward, kReturning, kDispatch, kWorkspace}) {
@@ -433,13 +445,35 @@ TYPED_TEST(BadInput, EveryRowThrowsAndWritesNothing) {
 // A Workspace that is too small is grown, not an error; one that is big enough is used as is.
 TYPED_TEST(BadInput, SmallWorkspaceIsGrown) {
   using T = TypeParam;
-  for (const Route& route : robust::paths()) {
+  for (const Route& route : attend_test::forced_routes()) {
     Call<T> c;
     attend::Workspace ws(1);
     c.opt.workspace = &ws;
-    attend::Attend<T> a = robust::make<T>(route);
-    ASSERT_NO_THROW(a.forward(c.q, c.k, c.v, c.out, c.opt)) << route.name;
+    attend::Attend<T> a = attend_test::make_attend<T>(route);
+    ASSERT_NO_THROW(attend_test::forward(a, c.q, c.k, c.v, c.out, c.opt)) << route.name;
     EXPECT_GE(ws.size(), a.workspace_bytes(c.q, c.k, c.v, c.opt)) << route.name;
+  }
+}
+
+// The edges of the valid range are accepted on every route and entry point: dropout 0 and 1 (in
+// training), a negative scale, a scale of 1e-30 (finite and non-zero in every accumulation type).
+TYPED_TEST(BadInput, EdgesOfTheValidRangeAreAccepted) {
+  using T = TypeParam;
+  const std::pair<double, std::optional<double>> edges[] = {{0.0, std::nullopt}, {1.0, std::nullopt}, {0.5, -0.125},
+                                                            {0.5, 1e-30}};
+  for (const auto& edge : edges) {
+    for (const Route& route : attend_test::routes()) {
+      for (Entry e : {kForward, kReturning, kDispatch, kWorkspace}) {
+        Call<T> c;
+        c.dropout = edge.first;
+        c.scale = edge.second;
+        c.training = true;
+        std::string message;
+        EXPECT_FALSE(throws_error(route, c, e, message))
+            << "dropout " << edge.first << ", scale " << edge.second.value_or(0.0) << " [" << route.name << ", "
+            << entry_name(e) << "]: " << message;
+      }
+    }
   }
 }
 
@@ -495,6 +529,8 @@ static_assert(!std::is_constructible_v<MaskF, ConstView<bool, 2>, ConstView<floa
 static_assert(!std::is_constructible_v<MaskF, ConstView<bool, 2>>, "a mask says which form it is");
 static_assert(!std::is_constructible_v<MaskF, ConstView<float, 2>>, "a mask says which form it is");
 static_assert(std::is_same_v<decltype(std::declval<MaskF>().kind()), MaskF::Kind>, "one kind per mask");
+// Errors are std::invalid_argument (docs/errors.md), so a caller may catch either.
+static_assert(std::is_base_of_v<std::invalid_argument, attend::Error>, "attend::Error is a std::invalid_argument");
 // q, k, v and out are rank 4 by type: a rank-3 tensor or view does not convert.
 static_assert(!std::is_convertible_v<attend::Tensor<float, 3>&, ConstView<float, 4>>, "q must be rank 4");
 static_assert(!std::is_convertible_v<ConstView<float, 5>, ConstView<float, 4>>, "q must be rank 4");

@@ -17,7 +17,8 @@
 
 #include <gtest/gtest.h>
 
-#include "robust_common.hpp"
+#include "support/attend_test.hpp"
+#include "support/check.hpp"
 
 namespace {
 
@@ -25,7 +26,7 @@ using attend::ConstView;
 using attend::Index;
 using attend::Tensor;
 using attend::TensorView;
-using robust::Route;
+using attend_test::Route;
 
 /// Past 2^32 elements, and not a multiple of a page, a cache line or a packet.
 constexpr Index kBig = (Index(1) << 32) + 4099;
@@ -100,7 +101,7 @@ constexpr Layout kLayouts[] = {
 
 template <typename T>
 class LargeIndex : public ::testing::Test {};
-TYPED_TEST_SUITE(LargeIndex, robust::AllTypes, );  // empty: see robust::AllTypes
+TYPED_TEST_SUITE(LargeIndex, attend_test::AllTypes, attend_test::TypeNames);
 
 template <typename T>
 void check_layout(const Layout& L, int big_row_shift) {
@@ -146,10 +147,10 @@ void check_layout(const Layout& L, int big_row_shift) {
 
   // Values through the views (this backs the touched pages), and compact copies of them.
   Tensor<T, 4> qc(qd), kc(kd), vc(vd), mc(md);
-  robust::fill(qc, 21);
-  robust::fill(kc, 22);
-  robust::fill(vc, 23);
-  robust::fill(mc, 24, -2.0, 0.5);
+  attend_test::fill(qc, 21);
+  attend_test::fill(kc, 22);
+  attend_test::fill(vc, 23);
+  attend_test::fill(mc, 24);
   for (Index i = 0; i < mc.size(); i += 7) mc.data()[i] = T(-std::numeric_limits<float>::infinity());
   auto scatter = [](const Tensor<T, 4>& from, const ConstView<T, 4>& to) {
     for (Index a = 0; a < from.dimension(0); ++a)
@@ -172,9 +173,9 @@ void check_layout(const Layout& L, int big_row_shift) {
                               {"causal + additive mask", attend::Causal::bottom_right, true, 0.0},
                               {"dropout 0.2 + mask", attend::Causal::top_left, true, 0.2}};
   for (const Variant& var : variants) {
-    for (const Route& route : robust::routes()) {
+    for (const Route& route : attend_test::routes()) {
       SCOPED_TRACE(std::string(L.name) + (big_row_shift ? " (row stride)" : "") + ", " + var.name + ", " + route.name);
-      attend::Attend<T> a = robust::make<T>(route, var.dropout, std::nullopt, /*seed=*/7);
+      attend::Attend<T> a = attend_test::make_attend<T>(route, var.dropout, std::nullopt, /*seed=*/7);
       a.train(var.dropout > 0);
       attend::CallOptions<T> opt, opt_c;
       opt.causal = opt_c.causal = var.causal;
@@ -187,15 +188,15 @@ void check_layout(const Layout& L, int big_row_shift) {
       }
       opt.lse = lv;
       opt_c.lse = lc;
-      ASSERT_NO_THROW(a.forward(qv, kv, vv, ov, opt));
-      ASSERT_NO_THROW(a.forward(qc, kc, vc, oc, opt_c));
+      ASSERT_NO_THROW(attend_test::forward(a, qv, kv, vv, ov, opt));
+      ASSERT_NO_THROW(attend_test::forward(a, qc, kc, vc, oc, opt_c));
       Tensor<T, 4> og(od);
       Tensor<Acc, 3> lg(ld);
       copy_to<T, 4>(ov, og);
       copy_to<Acc, 3>(lv, lg);
-      const Index bad = robust::first_diff(og, oc);
+      const Index bad = attend_test::first_diff(og, oc);
       EXPECT_EQ(bad, -1) << "out differs from the compact call at flat index " << bad;
-      EXPECT_EQ(robust::first_diff(lg, lc), -1) << "lse differs from the compact call";
+      EXPECT_EQ(attend_test::first_diff(lg, lc), -1) << "lse differs from the compact call";
     }
   }
 }

@@ -27,7 +27,8 @@ void robust_eigen_assert_failed(const char* what, const char* file, int line);
 
 #include <gtest/gtest.h>
 
-#include "robust_common.hpp"
+#include "support/attend_test.hpp"
+#include "support/check.hpp"
 
 // ---- Counters ----
 
@@ -144,7 +145,7 @@ namespace {
 using attend::ConstView;
 using attend::Index;
 using attend::Tensor;
-using robust::Route;
+using attend_test::Route;
 
 /// Allocations seen while a scope is open.
 struct Watch {
@@ -177,9 +178,9 @@ struct Problem {
   explicit Problem(const Shape& s)
       : q(s.B, s.Hq, s.Nq, s.D), k(s.B, s.Hkv, s.Nk, s.D), v(s.B, s.Hkv, s.Nk, s.Dv), out(s.B, s.Hq, s.Nq, s.Dv),
         keep(s.B, 1, 1, s.Nk), lse(s.B, s.Hq, s.Nq) {
-    robust::fill(q, 1);
-    robust::fill(k, 2);
-    robust::fill(v, 3);
+    attend_test::fill(q, 1);
+    attend_test::fill(k, 2);
+    attend_test::fill(v, 3);
     for (Index i = 0; i < keep.size(); ++i) keep.data()[i] = i % 7 != 3;
   }
   // Mask, causality, lse and dropout: everything a call can do.
@@ -195,20 +196,20 @@ struct Problem {
 
 template <typename T>
 attend::Attend<T> module(const Route& r) {
-  attend::Attend<T> a = robust::make<T>(r, 0.1, std::nullopt, 99);
+  attend::Attend<T> a = attend_test::make_attend<T>(r, 0.1, std::nullopt, 99);
   a.train();
   return a;
 }
 
 template <typename T>
 class NoAlloc : public ::testing::Test {};
-TYPED_TEST_SUITE(NoAlloc, robust::AllTypes, );  // empty: see robust::AllTypes
+TYPED_TEST_SUITE(NoAlloc, attend_test::AllTypes, attend_test::TypeNames);
 
 // The whole forward call, validation and dispatch included, allocates nothing with a Workspace.
 TYPED_TEST(NoAlloc, TiledPathsWithWorkspaceAllocateNothing) {
   using T = TypeParam;
   for (const Shape& sh : kShapes) {
-    for (const Route& route : {robust::paths()[0], robust::paths()[1]}) {
+    for (const Route& route : {attend_test::forced_routes()[0], attend_test::forced_routes()[1]}) {
       SCOPED_TRACE(std::string(sh.name) + ", " + route.name);
       const attend::Attend<T> a = module<T>(route);
       Problem<T> p(sh);
@@ -221,7 +222,7 @@ TYPED_TEST(NoAlloc, TiledPathsWithWorkspaceAllocateNothing) {
       EXPECT_EQ(w.eigen(), 0) << "Eigen allocated: " << g_last_assert;
       EXPECT_EQ(w.news(), 0) << "operator new was called";
       EXPECT_EQ(w.mallocs(), 0) << "malloc was called";
-      EXPECT_TRUE(robust::is_finite(p.out(0, 0, sh.Nq - 1, 0)));
+      EXPECT_TRUE(attend_test::is_finite(p.out(0, 0, sh.Nq - 1, 0)));
     }
   }
 }
@@ -230,7 +231,7 @@ TYPED_TEST(NoAlloc, TiledPathsWithWorkspaceAllocateNothing) {
 // not ask for the reasons (dispatch() itself returns the reasons as strings, so it may allocate).
 TYPED_TEST(NoAlloc, WorkspaceQueryAllocatesNothing) {
   using T = TypeParam;
-  for (const Route& route : robust::routes()) {
+  for (const Route& route : attend_test::routes()) {
     SCOPED_TRACE(route.name);
     const attend::Attend<T> a = module<T>(route);
     Problem<T> p(kShapes[0]);
@@ -246,7 +247,7 @@ TYPED_TEST(NoAlloc, WorkspaceQueryAllocatesNothing) {
 // Without a Workspace, a call allocates its scratch once, whatever the number of tiles.
 TYPED_TEST(NoAlloc, WithoutWorkspaceOneAllocationUpFront) {
   using T = TypeParam;
-  for (const Route& route : {robust::paths()[0], robust::paths()[1]}) {
+  for (const Route& route : {attend_test::forced_routes()[0], attend_test::forced_routes()[1]}) {
     for (const Shape& sh : {kShapes[0], Shape{"4x the tiles", 4, 8, 2, 400, 150, 32, 24}}) {
       SCOPED_TRACE(std::string(sh.name) + ", " + route.name);
       const attend::Attend<T> a = module<T>(route);
@@ -271,7 +272,7 @@ TYPED_TEST(NoAlloc, WithThreadPoolNothingAllocates) {
   using T = TypeParam;
   Eigen::ThreadPool pool(3);
   const Eigen::ThreadPoolDevice device(&pool, 3);
-  for (const Route& route : {robust::paths()[0], robust::paths()[1]}) {
+  for (const Route& route : {attend_test::forced_routes()[0], attend_test::forced_routes()[1]}) {
     SCOPED_TRACE(route.name);
     const attend::Attend<T> a = module<T>(route);
     Problem<T> p(kShapes[0]);
@@ -294,7 +295,7 @@ TYPED_TEST(NoAlloc, WithThreadPoolNothingAllocates) {
 // allocates, and says so through Eigen's counter. Documented, not a defect.
 TYPED_TEST(NoAlloc, MathPathAllocatesThroughEigen) {
   using T = TypeParam;
-  const attend::Attend<T> a = module<T>(robust::paths()[2]);
+  const attend::Attend<T> a = module<T>(attend_test::forced_routes()[2]);
   Problem<T> p(kShapes[0]);
   const attend::CallOptions<T> o = p.options();
   EXPECT_EQ(a.workspace_bytes(p.q, p.k, p.v, o), 0u);

@@ -13,7 +13,8 @@
 
 #include <gtest/gtest.h>
 
-#include "robust_common.hpp"
+#include "support/attend_test.hpp"
+#include "support/check.hpp"
 
 namespace {
 
@@ -22,7 +23,7 @@ using attend::ConstView;
 using attend::Index;
 using attend::Tensor;
 using attend::TensorView;
-using robust::Route;
+using attend_test::Route;
 
 constexpr Index kB = 1, kD = 16, kDv = 12;
 
@@ -52,9 +53,9 @@ struct Inputs {
   Tensor<T, 4> q, k, v;
   explicit Inputs(const Shape& s = kShapes[0])
       : q(kB, s.Hq, s.Nq, kD), k(kB, s.Hkv, s.Nk, kD), v(kB, s.Hkv, s.Nk, kDv) {
-    robust::fill(q, 11);
-    robust::fill(k, 12);
-    robust::fill(v, 13);
+    attend_test::fill(q, 11);
+    attend_test::fill(k, 12);
+    attend_test::fill(v, 13);
   }
 };
 
@@ -65,19 +66,19 @@ Run<T> run(const Route& route, const Inputs<T>& in, attend::CallOptions<T> opt) 
   opt.lse = r.lse;
   attend::Dispatch d;
   opt.dispatch = &d;
-  robust::make<T>(route).forward(in.q, in.k, in.v, r.out, opt);
+  attend_test::forward(attend_test::make_attend<T>(route), in.q, in.k, in.v, r.out, opt);
   EXPECT_EQ(d.path, route.expect);
   return r;
 }
 
 template <typename T>
 class NonFinite : public ::testing::Test {};
-TYPED_TEST_SUITE(NonFinite, robust::AllTypes, );  // empty: see robust::AllTypes
+TYPED_TEST_SUITE(NonFinite, attend_test::AllTypes, attend_test::TypeNames);
 
 /// Loops over every shape and path with a trace naming them.
 #define FOR_EACH_SHAPE_AND_PATH(shape, route)              \
   for (const Shape& shape : kShapes)                       \
-    for (const Route& route : robust::paths())
+    for (const Route& route : attend_test::forced_routes())
 
 // NaN in q row i: row i of that head is NaN (out and lse); every other element is unchanged.
 TYPED_TEST(NonFinite, NanInQueryRowReachesOnlyThatRow) {
@@ -95,13 +96,13 @@ TYPED_TEST(NonFinite, NanInQueryRowReachesOnlyThatRow) {
       for (Index h = 0; h < sh.Hq; ++h) {
         for (Index i = 0; i < sh.Nq; ++i) {
           const bool hit = h == hit_h && i == hit_i;
-          EXPECT_EQ(robust::is_nan(dirty.lse(0, h, i)), hit) << "lse h=" << h << " i=" << i;
+          EXPECT_EQ(attend_test::is_nan(dirty.lse(0, h, i)), hit) << "lse h=" << h << " i=" << i;
           if (!hit) {
             EXPECT_EQ(std::memcmp(&dirty.lse(0, h, i), &clean.lse(0, h, i), sizeof(dirty.lse(0, h, i))), 0);
           }
           for (Index d = 0; d < kDv; ++d) {
             if (hit) {
-              EXPECT_TRUE(robust::is_nan(dirty.out(0, h, i, d))) << "i=" << i << " d=" << d;
+              EXPECT_TRUE(attend_test::is_nan(dirty.out(0, h, i, d))) << "i=" << i << " d=" << d;
             } else {
               ASSERT_EQ(std::memcmp(&dirty.out(0, h, i, d), &clean.out(0, h, i, d), sizeof(T)), 0)
                   << "h=" << h << " i=" << i << " d=" << d << " changed";
@@ -134,7 +135,7 @@ TYPED_TEST(NonFinite, InfInQueryRowReachesOnlyThatRow) {
       }
     }
     bool any_nonfinite = false;
-    for (Index d = 0; d < kDv; ++d) any_nonfinite |= !robust::is_finite(dirty.out(0, 0, hit_i, d));
+    for (Index d = 0; d < kDv; ++d) any_nonfinite |= !attend_test::is_finite(dirty.out(0, 0, hit_i, d));
     EXPECT_TRUE(any_nonfinite);
   }
 }
@@ -168,8 +169,8 @@ TYPED_TEST(NonFinite, NanInKeyReachesOnlyQueriesThatSeeIt) {
       for (Index h = 0; h < sh.Hq; ++h) {
         for (Index i = 0; i < sh.Nq; ++i) {
           if (sees(i)) {
-            EXPECT_TRUE(robust::is_nan(dirty.lse(0, h, i))) << "i=" << i;
-            for (Index d = 0; d < kDv; ++d) EXPECT_TRUE(robust::is_nan(dirty.out(0, h, i, d))) << "i=" << i;
+            EXPECT_TRUE(attend_test::is_nan(dirty.lse(0, h, i))) << "i=" << i;
+            for (Index d = 0; d < kDv; ++d) EXPECT_TRUE(attend_test::is_nan(dirty.out(0, h, i, d))) << "i=" << i;
           } else {
             ++hidden_rows;
             for (Index d = 0; d < kDv; ++d) {
@@ -202,7 +203,7 @@ TYPED_TEST(NonFinite, AdditiveMinusInfDoesNotHideNanKey) {
     attend::CallOptions<T> opt;
     opt.mask = attend::Mask<T>::additive(ConstView<T, 2>(bias));
     const Run<T> dirty = run(route, in, opt);
-    for (Index i = 0; i < sh.Nq; ++i) EXPECT_TRUE(robust::is_nan(dirty.out(0, 1, i, 0))) << "i=" << i;
+    for (Index i = 0; i < sh.Nq; ++i) EXPECT_TRUE(attend_test::is_nan(dirty.out(0, 1, i, 0))) << "i=" << i;
   }
 }
 
@@ -264,8 +265,8 @@ TYPED_TEST(NonFinite, NonFiniteHiddenValueDoesNotReachRowsThatDoNotSeeIt) {
       for (Index h = 0; h < sh.Hq; ++h) {
         for (Index i = 0; i < sh.Nq; ++i) {
           if (sh.hit_j <= i + offset) {  // sees the key: the poison arrives, in its column only
-            EXPECT_EQ(robust::is_nan(dirty.out(0, h, i, hit_d)), std::isnan(poison)) << "i=" << i;
-            EXPECT_FALSE(robust::is_finite(dirty.out(0, h, i, hit_d))) << "i=" << i;
+            EXPECT_EQ(attend_test::is_nan(dirty.out(0, h, i, hit_d)), std::isnan(poison)) << "i=" << i;
+            EXPECT_FALSE(attend_test::is_finite(dirty.out(0, h, i, hit_d))) << "i=" << i;
             continue;
           }
           ++hidden;
@@ -303,7 +304,7 @@ TYPED_TEST(NonFinite, InfValueWhoseWeightUnderflowsContributesNothing) {
     for (Index h = 0; h < sh.Hq; ++h) {
       for (Index i = 0; i < sh.Nq; ++i) {
         for (Index d = 0; d < kDv; ++d) {
-          ASSERT_TRUE(robust::is_finite(dirty.out(0, h, i, d))) << "h=" << h << " i=" << i << " d=" << d;
+          ASSERT_TRUE(attend_test::is_finite(dirty.out(0, h, i, d))) << "h=" << h << " i=" << i << " d=" << d;
           ASSERT_EQ(std::memcmp(&dirty.out(0, h, i, d), &clean.out(0, h, i, d), sizeof(T)), 0)
               << "h=" << h << " i=" << i << " d=" << d << " changed";
         }
@@ -324,11 +325,11 @@ TYPED_TEST(NonFinite, NanRowWithEveryKeyDroppedAgreesOnEveryPath) {
   q(0, 0, 0, 0) = T(std::numeric_limits<float>::quiet_NaN());
   attend::CallOptions<T> opt;
   opt.dropout_offset = 1;  // drops key 0 of row 0 with seed 1
-  for (const Route& route : robust::paths()) {
-    attend::Attend<T> a = robust::make<T>(route, 0.5, std::nullopt, /*seed=*/1);
+  for (const Route& route : attend_test::forced_routes()) {
+    attend::Attend<T> a = attend_test::make_attend<T>(route, 0.5, std::nullopt, /*seed=*/1);
     a.train();
-    const Tensor<T, 4> out = a(q, k, v, opt);
-    EXPECT_TRUE(robust::is_nan(out(0, 0, 0, 0))) << route.name << ": " << static_cast<double>(out(0, 0, 0, 0));
+    const Tensor<T, 4> out = attend_test::call(a, q, k, v, opt);
+    EXPECT_TRUE(attend_test::is_nan(out(0, 0, 0, 0))) << route.name << ": " << static_cast<double>(out(0, 0, 0, 0));
   }
 }
 
@@ -339,16 +340,16 @@ constexpr Index kHq = kShapes[0].Hq, kHkv = kShapes[0].Hkv, kN = kShapes[0].Nq;
 TYPED_TEST(NonFinite, RowsWithoutVisibleKeysAreZero) {
   using T = TypeParam;
   const double ninf = -std::numeric_limits<double>::infinity();
-  for (const Route& route : robust::paths()) {
+  for (const Route& route : attend_test::forced_routes()) {
     SCOPED_TRACE(route.name);
     {  // bottom_right, Nq = 70 > Nk = 5: rows 0..64 see nothing, rows 65..69 see 1..5 keys.
       Inputs<T> in;
       in.q = Tensor<T, 4>(1, 2, 70, kD);
       in.k = Tensor<T, 4>(1, 1, 5, kD);
       in.v = Tensor<T, 4>(1, 1, 5, kDv);
-      robust::fill(in.q, 1);
-      robust::fill(in.k, 2);
-      robust::fill(in.v, 3);
+      attend_test::fill(in.q, 1);
+      attend_test::fill(in.k, 2);
+      attend_test::fill(in.v, 3);
       attend::CallOptions<T> opt;
       opt.causal = Causal::bottom_right;
       const Run<T> r = run(route, in, opt);
@@ -360,7 +361,7 @@ TYPED_TEST(NonFinite, RowsWithoutVisibleKeysAreZero) {
             if (none) {
               EXPECT_EQ(static_cast<double>(r.out(0, h, i, d)), 0.0) << "i=" << i;
             } else {
-              EXPECT_TRUE(robust::is_finite(r.out(0, h, i, d)));
+              EXPECT_TRUE(attend_test::is_finite(r.out(0, h, i, d)));
             }
           }
         }
@@ -383,7 +384,7 @@ TYPED_TEST(NonFinite, RowsWithoutVisibleKeysAreZero) {
         const Run<T> r = run(route, in, opt);
         for (Index d = 0; d < kDv; ++d) EXPECT_EQ(static_cast<double>(r.out(0, 1, 3, d)), 0.0);
         EXPECT_EQ(static_cast<double>(r.lse(0, 1, 3)), ninf);
-        EXPECT_TRUE(robust::is_finite(r.out(0, 1, 4, 0)));
+        EXPECT_TRUE(attend_test::is_finite(r.out(0, 1, 4, 0)));
       }
     }
     {  // Nk = 0
@@ -400,20 +401,20 @@ TYPED_TEST(NonFinite, RowsWithoutVisibleKeysAreZero) {
 // Dropout p = 1 in training drops every weight: out is 0; lse is what it is without dropout.
 TYPED_TEST(NonFinite, DropoutOneGivesZero) {
   using T = TypeParam;
-  for (const Route& route : robust::paths()) {
+  for (const Route& route : attend_test::forced_routes()) {
     SCOPED_TRACE(route.name);
     Inputs<T> in;
     Tensor<T, 4> out(kB, kHq, kN, kDv);
     Tensor<attend::acc_t<T>, 3> lse(kB, kHq, kN), lse_eval(kB, kHq, kN);
     attend::CallOptions<T> opt;
     opt.lse = lse_eval;
-    attend::Attend<T> a = robust::make<T>(route, 1.0);
-    a.forward(in.q, in.k, in.v, out, opt);  // eval: dropout off
+    attend::Attend<T> a = attend_test::make_attend<T>(route, 1.0);
+    attend_test::forward(a, in.q, in.k, in.v, out, opt);  // eval: dropout off
     a.train();
     opt.lse = lse;
-    a.forward(in.q, in.k, in.v, out, opt);
+    attend_test::forward(a, in.q, in.k, in.v, out, opt);
     for (Index i = 0; i < out.size(); ++i) ASSERT_EQ(static_cast<double>(out.data()[i]), 0.0) << i;
-    EXPECT_TRUE(robust::same_bits(lse, lse_eval));
+    EXPECT_TRUE(attend_test::same_bits(lse, lse_eval));
   }
 }
 

@@ -10,14 +10,15 @@
 
 #include <gtest/gtest.h>
 
-#include "robust_common.hpp"
+#include "support/attend_test.hpp"
+#include "support/check.hpp"
 
 namespace {
 
 using attend::ConstView;
 using attend::Index;
 using attend::Tensor;
-using robust::Route;
+using attend_test::Route;
 
 struct Shape {
   const char* name;
@@ -39,9 +40,9 @@ struct Problem {
   Problem(const Shape& s, std::uint32_t seed)
       : q(s.B, s.Hq, s.Nq, s.D), k(s.B, s.Hkv, s.Nk, s.D), v(s.B, s.Hkv, s.Nk, s.Dv), out(s.B, s.Hq, s.Nq, s.Dv),
         keep(s.B, 1, s.Nq, s.Nk), lse(s.B, s.Hq, s.Nq) {
-    robust::fill(q, seed * 3 + 1);
-    robust::fill(k, seed * 3 + 2);
-    robust::fill(v, seed * 3 + 3);
+    attend_test::fill(q, seed * 3 + 1);
+    attend_test::fill(k, seed * 3 + 2);
+    attend_test::fill(v, seed * 3 + 3);
     for (Index i = 0; i < keep.size(); ++i) keep.data()[i] = ((i * 2654435761u + seed) >> 7) % 5 != 0;
     for (Index j = 0; j < s.Nk; ++j) keep(0, 0, 1, j) = false;  // a row that sees nothing
   }
@@ -57,24 +58,24 @@ struct Problem {
 
 template <typename T>
 attend::Attend<T> training_module(const Route& route) {
-  attend::Attend<T> a = robust::make<T>(route, /*dropout=*/0.2, std::nullopt, /*seed=*/0x5eed5eed12345ULL);
+  attend::Attend<T> a = attend_test::make_attend<T>(route, /*dropout=*/0.2, std::nullopt, /*seed=*/0x5eed5eed12345ULL);
   a.train();
   return a;
 }
 
 template <typename T>
 class Threads : public ::testing::Test {};
-TYPED_TEST_SUITE(Threads, robust::AllTypes, );  // empty: see robust::AllTypes
+TYPED_TEST_SUITE(Threads, attend_test::AllTypes, attend_test::TypeNames);
 
 // Every path gives the same bits with 1, 2, 3 and 8 threads as without a pool, run after run.
 TYPED_TEST(Threads, SameBitsForAnyThreadCountAndRun) {
   using T = TypeParam;
   for (const Shape& sh : kShapes) {
-    for (const Route& route : robust::paths()) {
+    for (const Route& route : attend_test::forced_routes()) {
       SCOPED_TRACE(std::string(sh.name) + ", " + route.name);
       const attend::Attend<T> a = training_module<T>(route);
       Problem<T> ref(sh, 1);
-      a.forward(ref.q, ref.k, ref.v, ref.out, ref.options(sh, 7));
+      attend_test::forward(a, ref.q, ref.k, ref.v, ref.out, ref.options(sh, 7));
       for (int threads : {1, 2, 3, 8}) {
         Eigen::ThreadPool pool(threads);
         const Eigen::ThreadPoolDevice device(&pool, threads);
@@ -84,9 +85,9 @@ TYPED_TEST(Threads, SameBitsForAnyThreadCountAndRun) {
           o.device = &device;
           attend::Workspace ws;
           if (rep == 1) o.workspace = &ws;
-          a.forward(p.q, p.k, p.v, p.out, o);
-          EXPECT_EQ(robust::first_diff(p.out, ref.out), -1) << threads << " threads, run " << rep;
-          EXPECT_EQ(robust::first_diff(p.lse, ref.lse), -1) << threads << " threads, run " << rep;
+          attend_test::forward(a, p.q, p.k, p.v, p.out, o);
+          EXPECT_EQ(attend_test::first_diff(p.out, ref.out), -1) << threads << " threads, run " << rep;
+          EXPECT_EQ(attend_test::first_diff(p.lse, ref.lse), -1) << threads << " threads, run " << rep;
         }
       }
     }
@@ -101,7 +102,7 @@ TYPED_TEST(Threads, OneModuleCalledFromEightThreads) {
   Eigen::ThreadPool pool(3);
   const Eigen::ThreadPoolDevice device(&pool, 3);
   for (const Shape& sh : kShapes) {
-    for (const Route& route : robust::routes()) {
+    for (const Route& route : attend_test::routes()) {
       SCOPED_TRACE(std::string(sh.name) + ", " + route.name);
       const attend::Attend<T> a = training_module<T>(route);
       // Serial references: caller c, call n uses inputs seeded c and dropout offset n.
@@ -110,7 +111,7 @@ TYPED_TEST(Threads, OneModuleCalledFromEightThreads) {
         for (int n = 0; n < kCalls; ++n) {
           refs.push_back(std::make_unique<Problem<T>>(sh, static_cast<std::uint32_t>(c + 1)));
           Problem<T>& r = *refs.back();
-          a.forward(r.q, r.k, r.v, r.out, r.options(sh, static_cast<std::uint32_t>(n)));
+          attend_test::forward(a, r.q, r.k, r.v, r.out, r.options(sh, static_cast<std::uint32_t>(n)));
         }
       }
       std::vector<std::unique_ptr<Problem<T>>> got(refs.size());
@@ -123,7 +124,7 @@ TYPED_TEST(Threads, OneModuleCalledFromEightThreads) {
             attend::CallOptions<T> o = p->options(sh, static_cast<std::uint32_t>(n));
             o.device = (c + n) % 4 == 3 ? nullptr : &device;  // some callers without the pool
             if (n % 2 == 1) o.workspace = &ws;
-            a.forward(p->q, p->k, p->v, p->out, o);
+            attend_test::forward(a, p->q, p->k, p->v, p->out, o);
             got[static_cast<std::size_t>(c * kCalls + n)] = std::move(p);
           }
         });
@@ -131,8 +132,8 @@ TYPED_TEST(Threads, OneModuleCalledFromEightThreads) {
       for (std::thread& t : callers) t.join();
       for (std::size_t i = 0; i < refs.size(); ++i) {
         ASSERT_TRUE(got[i]);
-        EXPECT_EQ(robust::first_diff(got[i]->out, refs[i]->out), -1) << "caller " << i / kCalls << ", call " << i % kCalls;
-        EXPECT_EQ(robust::first_diff(got[i]->lse, refs[i]->lse), -1) << "caller " << i / kCalls << ", call " << i % kCalls;
+        EXPECT_EQ(attend_test::first_diff(got[i]->out, refs[i]->out), -1) << "caller " << i / kCalls << ", call " << i % kCalls;
+        EXPECT_EQ(attend_test::first_diff(got[i]->lse, refs[i]->lse), -1) << "caller " << i / kCalls << ", call " << i % kCalls;
       }
     }
   }
@@ -144,7 +145,7 @@ TEST(ThreadsApi, ReturningCallAndDispatchFromManyThreads) {
   const attend::Attend<float> a(0.0, true);
   Problem<float> p(sh, 3);
   const attend::CallOptions<float> o = p.options(sh, 0);
-  const Tensor<float, 4> ref = a(p.q, p.k, p.v, o);
+  const Tensor<float, 4> ref = attend_test::call(a, p.q, p.k, p.v, o);
   std::vector<int> ok(8, 0);
   std::vector<std::thread> ts;
   for (int t = 0; t < 8; ++t) {
@@ -153,8 +154,8 @@ TEST(ThreadsApi, ReturningCallAndDispatchFromManyThreads) {
       attend::CallOptions<float> mine = o;
       mine.dispatch = &d;
       mine.lse = {};
-      const Tensor<float, 4> out = a(p.q, p.k, p.v, mine);
-      ok[static_cast<std::size_t>(t)] = robust::same_bits(out, ref) && d.path == attend::Path::flash &&
+      const Tensor<float, 4> out = attend_test::call(a, p.q, p.k, p.v, mine);
+      ok[static_cast<std::size_t>(t)] = attend_test::same_bits(out, ref) && d.path == attend::Path::flash &&
                                         a.dispatch(p.q, p.k, p.v, o).path == attend::Path::flash;
     });
   }

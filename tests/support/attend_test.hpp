@@ -1,12 +1,19 @@
 #ifndef ATTEND_TESTS_SUPPORT_ATTEND_TEST_HPP
 #define ATTEND_TESTS_SUPPORT_ATTEND_TEST_HPP
 
-// Shared helpers of attend's unit tests: a problem held in double, running it through any path in
-// any T, the double reference on T-rounded inputs, element-wise comparison that treats NaN and
-// +-inf exactly, and the one tolerance formula every numerical test uses (derived below).
-// Nothing here depends on GoogleTest, so the golden runner and the unit tests share it.
+// Shared helpers of attend's tests: a problem held in double, the ways to run a call (routes), one
+// random source, running a problem through any path in any T, element-wise and bitwise comparison,
+// and the one tolerance formula every numerical test uses (derived below). The oracle, a naive
+// reference in double, is in support/reference.hpp; GoogleTest checks are in support/check.hpp.
+// Nothing here depends on GoogleTest, so the golden runner, the fuzzer and the unit tests share it.
+//
+// The helpers that call attend::Attend<T> (run, forward, call) are only declared here. They are
+// defined once per element type in the attend_test_support library (support/calls.hpp and
+// support/calls_<type>.cpp), so that a test which calls the library through them compiles none of
+// attend's kernels: the suite compiles the kernels once per type instead of once per test file.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -14,7 +21,9 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <attend/attend.hpp>
@@ -29,11 +38,14 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 /// Machine epsilon of T (2^-52, 2^-23, 2^-7, 2^-10): the spacing of T's numbers at 1, from T's
 /// precision in bits. Not Eigen::NumTraits<T>::epsilon() for every T: Eigen 3.4.0 returns 2^-13
 /// (raw 0x0800) for Eigen::half, 8 times too small (it agrees for double, float and bfloat16;
-/// EpsilonMatchesEigen in typed_test.cpp checks both statements).
+/// EpsilonMatchesEigen in forward/typed_test.cpp checks both statements).
 template <typename T>
 double eps() {
   return std::ldexp(1.0, 1 - std::numeric_limits<T>::digits);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Routes: how a call reaches a path.
 
 inline constexpr attend::Path kAllPaths[] = {attend::Path::flash, attend::Path::mem_efficient, attend::Path::math};
 
@@ -45,6 +57,47 @@ inline attend::FlashAttentionConfig only(attend::Path p) {
   c.enable_math = p == attend::Path::math;
   return c;
 }
+
+/// A way to run a call: the module's `flash` and config, and the path the dispatcher must pick.
+/// The default is flash = false, which always takes the math path.
+struct Route {
+  const char* name = "flash=false";
+  bool flash = false;
+  attend::FlashAttentionConfig config{};
+  attend::Path expect = attend::Path::math;
+};
+
+/// Path `p` forced: flash = true and only `p` enabled.
+inline Route forced(attend::Path p) { return {attend::path_name(p), true, only(p), p}; }
+
+/// The three paths, each forced.
+inline const std::array<Route, 3>& forced_routes() {
+  static const std::array<Route, 3> r = {
+      {forced(attend::Path::flash), forced(attend::Path::mem_efficient), forced(attend::Path::math)}};
+  return r;
+}
+
+/// The three forced paths, plus flash = false (the module's naive route) and the default config.
+inline const std::array<Route, 5>& routes() {
+  static const std::array<Route, 5> r = {{
+      forced_routes()[0],
+      forced_routes()[1],
+      forced_routes()[2],
+      Route{},
+      {"default", true, attend::FlashAttentionConfig{}, attend::Path::flash},
+  }};
+  return r;
+}
+
+/// A module on `route` (constructing one compiles no kernel; calling it does: see run/forward/call).
+template <typename T>
+attend::Attend<T> make_attend(const Route& route, double dropout = 0.0, std::optional<double> scale = std::nullopt,
+                              std::uint64_t seed = 0) {
+  return attend::Attend<T>(dropout, route.flash, scale, route.config, seed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Problems
 
 enum class MaskKind { none, keep, additive };
 
@@ -72,13 +125,26 @@ struct Inputs {
   double scale_value() const { return scale ? *scale : 1.0 / std::sqrt(static_cast<double>(D)); }
 };
 
-/// Standard-normal data times `gain`, from a fixed seed.
+/// Standard-normal values times `gain`, from a fixed seed: the one source of random test data.
 inline std::vector<double> randn(Index n, std::uint64_t seed, double gain = 1.0) {
   std::mt19937_64 g(seed);
   std::normal_distribution<double> nd(0.0, 1.0);
   std::vector<double> r(static_cast<std::size_t>(n));
   for (auto& x : r) x = gain * nd(g);
   return r;
+}
+
+/// Fills p[0, n) with randn(n, seed, gain), rounded to T.
+template <typename T>
+void fill(T* p, Index n, std::uint64_t seed, double gain = 1.0) {
+  const std::vector<double> r = randn(n, seed, gain);
+  for (Index i = 0; i < n; ++i) p[i] = static_cast<T>(r[static_cast<std::size_t>(i)]);
+}
+
+/// Fills a tensor with randn(size, seed, gain), rounded to T.
+template <typename T, int R>
+void fill(attend::Tensor<T, R>& t, std::uint64_t seed, double gain = 1.0) {
+  fill(t.data(), t.size(), seed, gain);
 }
 
 /// Random inputs of the given shape (no mask, no causality).
@@ -198,9 +264,12 @@ attend::Mask<T> make_mask(const V* data, const std::vector<Index>& dims) {
   }
 }
 
-/// How to run a problem.
+// ---------------------------------------------------------------------------------------------
+// Running a problem
+
+/// How to run a problem: the route, dropout in training or not, threads.
 struct RunSpec {
-  std::optional<attend::Path> path;  // forced path; nullopt: flash = false (always math)
+  Route route;  // default: flash = false (always math)
   double dropout = 0.0;
   bool train = false;
   std::uint64_t seed = 0;
@@ -208,21 +277,22 @@ struct RunSpec {
   const Eigen::ThreadPoolDevice* device = nullptr;
 };
 
+/// Path `p` forced, no dropout.
 inline RunSpec on(attend::Path p) {
   RunSpec s;
-  s.path = p;
+  s.route = forced(p);
   return s;
 }
 
+/// The module a RunSpec describes, in training mode if it says so.
 template <typename T>
 attend::Attend<T> make_attend(const RunSpec& s, std::optional<double> scale) {
-  attend::Attend<T> a(s.dropout, s.path.has_value(), scale,
-                      s.path ? only(*s.path) : attend::FlashAttentionConfig{}, s.seed);
+  attend::Attend<T> a = make_attend<T>(s.route, s.dropout, scale, s.seed);
   a.train(s.train);
   return a;
 }
 
-/// Output of one run: out and lse in double, and out's raw T values for bitwise comparisons.
+/// Output of one run: out and lse in double, and their raw values for bitwise comparisons.
 template <typename T>
 struct Result {
   std::vector<double> out, lse;
@@ -231,42 +301,35 @@ struct Result {
   attend::Dispatch dispatch;
 };
 
-/// Runs `in` (converted to T) through Attend<T> as `spec` says.
+/// T itself, in a context that does not deduce it: the Attend argument alone decides T, and the
+/// views convert from tensors and maps as they do for Attend's own operator().
 template <typename T>
-Result<T> run(const Inputs& in, const RunSpec& spec) {
-  using Acc = attend::acc_t<T>;
-  const std::vector<T> q = to_t<T>(in.q), k = to_t<T>(in.k), v = to_t<T>(in.v);
-  const std::vector<T> madd = to_t<T>(in.mask_add);
-  std::unique_ptr<bool[]> mkeep(new bool[in.mask_keep.size() + 1]);
-  for (std::size_t i = 0; i < in.mask_keep.size(); ++i) mkeep[i] = in.mask_keep[i] != 0;
-
-  Result<T> r;
-  r.raw.assign(static_cast<std::size_t>(in.out_size()), T(0));
-  r.raw_lse.assign(static_cast<std::size_t>(in.lse_size()), Acc(0));
-  attend::CallOptions<T> o;
-  if (in.mask == MaskKind::keep) o.mask = make_mask<T, bool>(mkeep.get(), in.mask_dims);
-  if (in.mask == MaskKind::additive) o.mask = make_mask<T, T>(madd.data(), in.mask_dims);
-  o.causal = in.causal;
-  o.lse = attend::TensorView<Acc, 3>(r.raw_lse.data(), {in.B, in.Hq, in.Nq});
-  o.device = spec.device;
-  o.dropout_offset = spec.offset;
-  o.dispatch = &r.dispatch;
-  const attend::Attend<T> a = make_attend<T>(spec, in.scale);
-  a(attend::ConstView<T, 4>(q.data(), {in.B, in.Hq, in.Nq, in.D}),
-    attend::ConstView<T, 4>(k.data(), {in.B, in.Hkv, in.Nk, in.D}),
-    attend::ConstView<T, 4>(v.data(), {in.B, in.Hkv, in.Nk, in.Dv}),
-    attend::TensorView<T, 4>(r.raw.data(), {in.B, in.Hq, in.Nq, in.Dv}), o);
-  r.out = to_double(r.raw.data(), r.raw.size());
-  r.lse = to_double(r.raw_lse.data(), r.raw_lse.size());
-  return r;
-}
-
-/// The reference for a T computation: the math path in double on the inputs rounded to T.
+struct type_identity {
+  using type = T;
+};
 template <typename T>
-Result<double> reference(const Inputs& in, RunSpec spec = {}) {
-  spec.path.reset();
-  return run<double>(rounded<T>(in), spec);
-}
+using nondeduced = typename type_identity<T>::type;
+
+/// Runs `in` (converted to T) through Attend<T> as `spec` says, with lse and the dispatch report.
+/// Defined in the attend_test_support library for double, float, bfloat16 and half.
+template <typename T>
+Result<T> run(const Inputs& in, const RunSpec& spec);
+
+/// a.forward(q, k, v, out, options). Defined in the attend_test_support library for each T.
+template <typename T>
+void forward(const attend::Attend<T>& a, const attend::ConstView<nondeduced<T>, 4>& q,
+             const attend::ConstView<nondeduced<T>, 4>& k, const attend::ConstView<nondeduced<T>, 4>& v,
+             const attend::TensorView<nondeduced<T>, 4>& out, const attend::CallOptions<nondeduced<T>>& options = {});
+
+/// a(q, k, v, options), the operator() that returns a new tensor. Defined in the attend_test_support
+/// library for each T.
+template <typename T>
+attend::Tensor<T, 4> call(const attend::Attend<T>& a, const attend::ConstView<nondeduced<T>, 4>& q,
+                          const attend::ConstView<nondeduced<T>, 4>& k, const attend::ConstView<nondeduced<T>, 4>& v,
+                          const attend::CallOptions<nondeduced<T>>& options = {});
+
+// ---------------------------------------------------------------------------------------------
+// Comparisons
 
 /// Largest |x| over the finite entries.
 inline double max_abs_finite(const std::vector<double>& x) {
@@ -307,8 +370,32 @@ inline Diff compare(const std::vector<double>& got, const std::vector<double>& r
 }
 
 template <typename T>
-bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+bool is_nan(T x) {
+  return std::isnan(static_cast<double>(x));
+}
+template <typename T>
+bool is_finite(T x) {
+  return std::isfinite(static_cast<double>(x));
+}
+
+/// The first element whose bits differ between two containers of the same type (std::vector,
+/// attend::Tensor: anything with data() and size()), NaN payloads included; -1 if none, 0 if the
+/// sizes differ.
+template <typename C>
+Index first_diff(const C& a, const C& b) {
+  if (a.size() != b.size()) return 0;
+  using E = std::remove_cv_t<std::remove_reference_t<decltype(*a.data())>>;
+  const Index n = static_cast<Index>(a.size());
+  for (Index i = 0; i < n; ++i) {
+    if (std::memcmp(a.data() + i, b.data() + i, sizeof(E)) != 0) return i;
+  }
+  return -1;
+}
+
+/// Bitwise equality of two containers (see first_diff).
+template <typename C>
+bool same_bits(const C& a, const C& b) {
+  return first_diff(a, b) < 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,7 +420,7 @@ bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
 // C = 4 covers the constant factors above (2 from the softmax Jacobian, 2 for the reference's
 // own rounding).
 // Measured on the golden cases (ATTEND_GOLDEN_VERBOSE=1 prints them): f64 and f32 errors are at most
-// 1.3% of tol_out and 4.5% of tol_lse; bf16 and f16 reach 42% of tol_out, which is the output
+// 1.3% of tol_out and 4.5% of tol_lse; bf16 and f16 reach 47% of tol_out, which is the output
 // rounding itself (eps(T)/2·|out|, at most half of the eps(T)·max|ref| term), and 5% of tol_lse.
 // Yet they catch real bugs (checked by mutating a copy of the headers): a scale off by 1e-5
 // relative (f64 out and lse, every type's lse), an off-by-one causal diagonal, an additive mask
@@ -343,6 +430,19 @@ bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
 // For 16-bit T the reference must be the double computation on the same T-rounded inputs: rounding
 // q and k to 8 or 11 bits moves a logit of size 100 by ~eps(T)·100 ≈ 1, i.e. changes the softmax
 // at O(1), which no tolerance derived from eps(T)·|out| could absorb (nor should: it is the input).
+//
+// Gradients (of L = Σ out ∘ dout; see support/reference.hpp) follow the same derivation. Each element
+// of dq, dk, dv and dmask is a sum of terms, and its error is that of its terms plus that of the sum:
+//   * the terms carry the weights' relative error (sqrt(D)·u·S, as above) and, through
+//     dP_ij = dout_i · v_j and rowsum(dout ∘ out), the error of Dv-term dot products (sqrt(Dv)·u);
+//   * the sum over n terms adds ≲ sqrt(n)·u, with n = Nk for dq, Nq·Hq/Hkv (the query rows that read
+//     one kv head) for dk and dv, and the number of (b, h, i, j) a mask element stands for in dmask;
+// all relative to A, the largest sum of the absolute values of one element's terms (what V is for
+// out; the reference reports it, Gradients::terms, because it needs the softmax: a column of P may
+// sum to anything from 0 to n). With the same C and the final rounding to T:
+//     tol_grad = eps(T)·max|ref| + C·u·A·(1 + sqrt(D)·S + sqrt(Dv) + sqrt(n)).
+// Measured on the golden cases with the reference's own double computation (reference_test.cpp,
+// ATTEND_GOLDEN_VERBOSE=1): at most 2.5% of tol_grad against PyTorch's gradients.
 // ---------------------------------------------------------------------------------------------
 
 constexpr double kTolC = 4.0;
@@ -390,6 +490,19 @@ Tolerance tolerance(const Inputs& in_as_fed, double ref_max_abs, double lse_max_
   t.out = eps<T>() * ref_max_abs + kTolC * u * m.V * (1.0 + growth);
   t.lse = kTolC * u * (std::max(1.0, lse_max_abs) + growth);
   return t;
+}
+
+/// The tolerance of one gradient of a T computation of `in_as_fed` against a reference whose
+/// gradient has max |.| `ref_max_abs`, whose elements sum at most `terms` in absolute value
+/// (Gradients::terms) over `n` terms each (see the derivation above).
+template <typename T>
+double grad_tolerance(const Inputs& in_as_fed, double ref_max_abs, double terms, Index n) {
+  const double u = eps<attend::acc_t<T>>();
+  const Magnitudes m = magnitudes(in_as_fed);
+  const double growth = std::sqrt(static_cast<double>(in_as_fed.D)) * m.S +
+                        std::sqrt(static_cast<double>(in_as_fed.Dv)) +
+                        std::sqrt(static_cast<double>(std::max<Index>(n, 1)));
+  return eps<T>() * ref_max_abs + kTolC * u * terms * (1.0 + growth);
 }
 
 /// Where a flat (B, H, N, X) index points, for messages.

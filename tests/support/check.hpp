@@ -1,16 +1,19 @@
 #ifndef ATTEND_TESTS_SUPPORT_CHECK_HPP
 #define ATTEND_TESTS_SUPPORT_CHECK_HPP
 
-// GoogleTest checks shared by the unit tests: every path against the double math path.
+// GoogleTest checks shared by the tests: the element types, and every path against the naive
+// reference (support/reference.hpp) with the tolerance of support/attend_test.hpp.
 
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "support/attend_test.hpp"
+#include "support/reference.hpp"
 
 namespace attend_test {
 
+/// Every element type attend supports: TYPED_TEST_SUITE(Suite, attend_test::AllTypes, attend_test::TypeNames).
 using AllTypes = ::testing::Types<double, float, Eigen::bfloat16, Eigen::half>;
 
 /// Names typed tests f64, f32, bf16, f16.
@@ -21,10 +24,9 @@ struct TypeNames {
   }
 };
 
-/// Checks one run against a reference with the tolerance of attend_test.hpp; returns the judged
-/// errors as a fraction of their tolerances (for reporting).
+/// Checks one run against a reference with the tolerance of attend_test.hpp.
 template <typename T>
-void expect_close(const Result<T>& got, const Result<double>& ref, const Inputs& in, const std::string& what,
+void expect_close(const Result<T>& got, const Forward& ref, const Inputs& in, const std::string& what,
                   double keep_scale = 1.0) {
   const Tolerance tol = tolerance<T>(rounded<T>(in), max_abs_finite(ref.out), max_abs_finite(ref.lse), keep_scale);
   const Diff d = compare(got.out, ref.out);
@@ -38,13 +40,14 @@ void expect_close(const Result<T>& got, const Result<double>& ref, const Inputs&
 }
 
 /// Runs `in` as T on every path (with `spec`'s dropout, seed, offset) and checks each against the
-/// math path in double on the T-rounded inputs with the same dropout.
+/// naive reference in double on the T-rounded inputs with the same dropout.
 template <typename T>
 void expect_paths_match_reference(const Inputs& in, const std::string& what, RunSpec spec = {}) {
-  const Result<double> ref = reference<T>(in, spec);
-  const double keep_scale = spec.train && spec.dropout > 0 && spec.dropout < 1 ? 1.0 / (1.0 - spec.dropout) : 1.0;
+  const Forward ref = reference<T>(in, spec);
+  const DropoutSpec drop = dropout_of(spec);
+  const double keep_scale = drop.active() && drop.p < 1 ? drop.keep_scale() : 1.0;
   for (const attend::Path p : kAllPaths) {
-    spec.path = p;
+    spec.route = forced(p);
     const std::string w = what + " type=" + attend::type_name<T>() + " path=" + attend::path_name(p);
     Result<T> got;
     try {

@@ -1,5 +1,5 @@
 // A consumer of attend: one small attention whose answer is known, on every path, plus the version.
-// Built by tests/packaging.cmake once per way of getting attend (find_package, add_subdirectory,
+// Built by tests/packaging/CMakeLists.txt once per way of getting attend (find_package, add_subdirectory,
 // FetchContent, pkg-config); exits non-zero on any mismatch.
 #include <attend/attend.hpp>
 

@@ -1,7 +1,8 @@
 // Dropout on the attention weights: the same keep-mask on every path, tile and thread count (and the
 // documented one: Philox4x32-10 keyed by the seed, counter (j/4, i, b*Hq + h, offset), keep iff the
-// draw >= round(p * 2^32)); its keep fraction and its unbiasedness within statistical bounds; p = 1
-// gives zeros; eval mode ignores it; (seed, offset) decide the bits.
+// draw >= round(p * 2^32), as the naive reference draws it with its own Philox); its keep fraction and
+// its unbiasedness within statistical bounds; p = 1 gives zeros; eval mode ignores it; (seed, offset)
+// decide the bits.
 //
 // The keep-mask is read through the public API: with v = identity (Dv = Nk, v[j, d] = [j == d]) the
 // output is out[i, j] = P[i, j] · keep[i, j] / (1 - p), so out[i, j] != 0 exactly where j is kept.
@@ -13,10 +14,9 @@
 #include <string>
 #include <vector>
 
-#include <attend/detail/kernel/philox.hpp>
-
 #include "support/attend_test.hpp"
 #include "support/check.hpp"
+#include "support/reference.hpp"
 
 namespace {
 
@@ -29,7 +29,7 @@ using attend_test::RunSpec;
 
 RunSpec training(double p, std::uint64_t seed, std::uint32_t offset, std::optional<Path> path = std::nullopt) {
   RunSpec s;
-  s.path = path;
+  if (path) s.route = attend_test::forced(*path);
   s.dropout = p;
   s.train = true;
   s.seed = seed;
@@ -57,20 +57,16 @@ std::vector<bool> observed_mask(const Inputs& in, const RunSpec& spec) {
   return m;
 }
 
-/// The documented keep-mask, from the (KAT-verified) Philox function itself.
+/// The documented keep-mask, as the naive reference draws it (its own Philox, checked against
+/// Random123's known answers in support/reference_test.cpp).
 std::vector<bool> documented_mask(Index B, Index Hq, Index Nq, Index Nk, double p, std::uint64_t seed,
                                   std::uint32_t offset) {
-  const std::uint64_t threshold = static_cast<std::uint64_t>(std::llround(p * 4294967296.0));
-  const attend::detail::PhiloxKey key = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
+  const attend_test::DropoutSpec drop{p, seed, offset};
   std::vector<bool> m;
   for (Index b = 0; b < B; ++b)
     for (Index h = 0; h < Hq; ++h)
       for (Index i = 0; i < Nq; ++i)
-        for (Index j = 0; j < Nk; ++j) {
-          const attend::detail::PhiloxBlock ctr = {static_cast<std::uint32_t>(j / 4), static_cast<std::uint32_t>(i),
-                                                   static_cast<std::uint32_t>(b * Hq + h), offset};
-          m.push_back(attend::detail::philox4x32_10(ctr, key)[static_cast<std::size_t>(j % 4)] >= threshold);
-        }
+        for (Index j = 0; j < Nk; ++j) m.push_back(drop.keeps(Hq, b, h, i, j));
   return m;
 }
 
@@ -84,9 +80,9 @@ template <typename T>
 class Dropout : public ::testing::Test {};
 TYPED_TEST_SUITE(Dropout, attend_test::AllTypes, attend_test::TypeNames);
 
-// With p = 0.3 in training, every path agrees with the math path in double (the same keep-mask
-// applied to the same inputs) to the usual tolerance: impossible unless they drop the same elements.
-TYPED_TEST(Dropout, EveryPathMatchesDoubleMathWithTheSameMask) {
+// With p = 0.3 in training, every path agrees with the naive reference (the same keep-mask applied to
+// the same inputs) to the usual tolerance: impossible unless they drop the same elements.
+TYPED_TEST(Dropout, EveryPathMatchesReferenceWithTheSameMask) {
   using T = TypeParam;
   Inputs in = attend_test::random_inputs(2, 4, 2, 130, 97, 16, 24, 201);
   attend_test::expect_paths_match_reference<T>(in, "dropout 0.3", training(0.3, 1234567, 17));
@@ -125,7 +121,7 @@ TYPED_TEST(Dropout, POneGivesZeros) {
     const auto r = attend_test::run<T>(in, training(1.0, 5, 0, p));
     const auto e = attend_test::run<T>(in, attend_test::on(p));
     for (double o : r.out) ASSERT_EQ(o, 0.0) << attend::path_name(p);
-    EXPECT_TRUE(attend_test::bitwise_equal(r.raw_lse, e.raw_lse)) << attend::path_name(p);
+    EXPECT_TRUE(attend_test::same_bits(r.raw_lse, e.raw_lse)) << attend::path_name(p);
   }
 }
 
@@ -140,14 +136,14 @@ TYPED_TEST(Dropout, EvalIgnoresDropoutAndIsDeterministic) {
     const auto none = attend_test::run<T>(in, attend_test::on(p));
     const auto a = attend_test::run<T>(in, eval);
     const auto b = attend_test::run<T>(in, eval);
-    EXPECT_TRUE(attend_test::bitwise_equal(a.raw, none.raw)) << attend::path_name(p);
-    EXPECT_TRUE(attend_test::bitwise_equal(a.raw, b.raw)) << attend::path_name(p);
+    EXPECT_TRUE(attend_test::same_bits(a.raw, none.raw)) << attend::path_name(p);
+    EXPECT_TRUE(attend_test::same_bits(a.raw, b.raw)) << attend::path_name(p);
     const auto t = attend_test::run<T>(in, training(0.3, 77, 4, p));
-    EXPECT_FALSE(attend_test::bitwise_equal(t.raw, none.raw)) << attend::path_name(p) << ": training dropped nothing";
-    EXPECT_TRUE(attend_test::bitwise_equal(t.raw_lse, none.raw_lse)) << attend::path_name(p);
+    EXPECT_FALSE(attend_test::same_bits(t.raw, none.raw)) << attend::path_name(p) << ": training dropped nothing";
+    EXPECT_TRUE(attend_test::same_bits(t.raw_lse, none.raw_lse)) << attend::path_name(p);
   }
   // A module's default mode is eval; eval() after train() switches dropout off again.
-  attend::Attend<T> m(0.3, true, std::nullopt, attend_test::only(Path::flash), 77);
+  attend::Attend<T> m = attend_test::make_attend<T>(attend_test::forced(Path::flash), 0.3, std::nullopt, 77);
   EXPECT_FALSE(m.training());
   m.train();
   EXPECT_TRUE(m.training());
@@ -164,7 +160,7 @@ TYPED_TEST(Dropout, SeedAndOffsetDecideTheBits) {
   for (const Path p : kAllPaths) {
     const auto a = attend_test::run<T>(in, training(0.3, 11, 1, p));
     const auto b = attend_test::run<T>(in, training(0.3, 11, 1, p));
-    EXPECT_TRUE(attend_test::bitwise_equal(a.raw, b.raw)) << attend::path_name(p);
+    EXPECT_TRUE(attend_test::same_bits(a.raw, b.raw)) << attend::path_name(p);
     const auto base = observed_mask<T>(in, training(0.3, 11, 1, p));
     for (const auto& [seed, offset] : {std::pair<std::uint64_t, std::uint32_t>{11, 2}, {12, 1}, {11 + (1ull << 32), 1}}) {
       const std::size_t d = count_diff(base, observed_mask<T>(in, training(0.3, seed, offset, p)));
@@ -190,8 +186,8 @@ TYPED_TEST(Dropout, ThreadCountDoesNotChangeTheBits) {
       RunSpec s = training(0.3, 42, 9, p);
       s.device = &device;
       const auto r = attend_test::run<T>(dec, s);
-      EXPECT_TRUE(attend_test::bitwise_equal(r.raw, base.raw)) << "decode " << attend::path_name(p) << " threads " << threads;
-      EXPECT_TRUE(attend_test::bitwise_equal(r.raw_lse, base.raw_lse)) << "decode " << attend::path_name(p);
+      EXPECT_TRUE(attend_test::same_bits(r.raw, base.raw)) << "decode " << attend::path_name(p) << " threads " << threads;
+      EXPECT_TRUE(attend_test::same_bits(r.raw_lse, base.raw_lse)) << "decode " << attend::path_name(p);
     }
   }
   for (const Path p : kAllPaths) {
@@ -202,8 +198,8 @@ TYPED_TEST(Dropout, ThreadCountDoesNotChangeTheBits) {
       RunSpec s = training(0.3, 42, 9, p);
       s.device = &device;
       const auto r = attend_test::run<T>(in, s);
-      EXPECT_TRUE(attend_test::bitwise_equal(r.raw, base.raw)) << attend::path_name(p) << " threads " << threads;
-      EXPECT_TRUE(attend_test::bitwise_equal(r.raw_lse, base.raw_lse)) << attend::path_name(p) << " threads " << threads;
+      EXPECT_TRUE(attend_test::same_bits(r.raw, base.raw)) << attend::path_name(p) << " threads " << threads;
+      EXPECT_TRUE(attend_test::same_bits(r.raw_lse, base.raw_lse)) << attend::path_name(p) << " threads " << threads;
     }
   }
 }
@@ -231,13 +227,13 @@ TEST(DropoutStatistics, MeanOverOffsetsIsTheEvalOutput) {
   const Index Nq = 8, Nk = 64, D = 16, Dv = 16;
   Inputs in = attend_test::random_inputs(1, 1, 1, Nq, Nk, D, Dv, 208, 0.7);
   for (auto& x : in.v) x += 1.0;  // a mean far from 0, so a missing rescale shows
-  const auto eval = attend_test::run<double>(in, attend_test::on(Path::math));
+  const auto eval = attend_test::naive_forward(in);
   // The weights P, in double: the same q, k with v = identity.
   Inputs ident = in;
   ident.Dv = Nk;
   ident.v.assign(static_cast<std::size_t>(Nk * Nk), 0.0);
   for (Index j = 0; j < Nk; ++j) ident.v[static_cast<std::size_t>(j * Nk + j)] = 1.0;
-  const auto P = attend_test::run<double>(ident, attend_test::on(Path::math)).out;
+  const auto P = attend_test::naive_forward(ident).out;
 
   for (const Path path : kAllPaths) {
     std::vector<double> mean(static_cast<std::size_t>(Nq * Dv), 0.0);

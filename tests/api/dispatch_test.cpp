@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "support/attend_test.hpp"
+#include "support/reference.hpp"
 
 namespace {
 
@@ -89,24 +90,14 @@ TEST(Dispatch, HeadDimAboveTiledLimitTakesMathWithReasons) {
 
 // Such a call also computes the right thing on the math path.
 TEST(Dispatch, HeadDimAboveTiledLimitComputesOnMath) {
-  attend_test::Inputs in = attend_test::random_inputs(1, 2, 1, 3, 5, kMax + 7, 4, 301);
-  const attend_test::RunSpec flash_default = [] {
-    attend_test::RunSpec s;
-    s.path = std::nullopt;
-    return s;
-  }();
-  attend::Attend<T> a(0.0, true);
-  const auto q = attend_test::to_t<T>(in.q), k = attend_test::to_t<T>(in.k), v = attend_test::to_t<T>(in.v);
-  Dispatch d;
-  attend::CallOptions<T> o;
-  o.dispatch = &d;
-  std::vector<T> out(static_cast<std::size_t>(in.out_size()));
-  a(attend::ConstView<T, 4>(q.data(), {1, 2, 3, kMax + 7}), attend::ConstView<T, 4>(k.data(), {1, 1, 5, kMax + 7}),
-    attend::ConstView<T, 4>(v.data(), {1, 1, 5, 4}), attend::TensorView<T, 4>(out.data(), {1, 2, 3, 4}), o);
-  EXPECT_EQ(d.path, Path::math);
-  const auto ref = attend_test::reference<T>(in, flash_default);
+  const attend_test::Inputs in = attend_test::random_inputs(1, 2, 1, 3, 5, kMax + 7, 4, 301);
+  attend_test::RunSpec flash_default;
+  flash_default.route = attend_test::routes()[4];  // flash = true, the default config
+  const auto got = attend_test::run<T>(in, flash_default);
+  EXPECT_EQ(got.dispatch.path, Path::math);
+  const auto ref = attend_test::reference<T>(in);
   const auto tol = attend_test::tolerance<T>(attend_test::rounded<T>(in), attend_test::max_abs_finite(ref.out), 1.0);
-  const auto diff = attend_test::compare(attend_test::to_double(out.data(), out.size()), ref.out);
+  const auto diff = attend_test::compare(got.out, ref.out);
   EXPECT_LE(diff.max_abs_err, tol.out);
 }
 
@@ -117,8 +108,8 @@ TEST(Dispatch, OnlyTiledPathAndHeadTooBigIsAnError) {
       EXPECT_THROW(dispatch(true, attend_test::only(p), D, Dv), attend::Error) << attend::path_name(p);
       const Args a(D, Dv);
       std::vector<T> out(static_cast<std::size_t>(3 * Dv), T(9));
-      EXPECT_THROW(attend::Attend<T>(0.0, true, std::nullopt, attend_test::only(p))(
-                       a.qv, a.kv, a.vv, attend::TensorView<T, 4>(out.data(), {1, 1, 3, Dv})),
+      EXPECT_THROW(attend_test::forward(attend_test::make_attend<T>(attend_test::forced(p)), a.qv, a.kv, a.vv,
+                                        attend::TensorView<T, 4>(out.data(), {1, 1, 3, Dv})),
                    attend::Error);
       for (T x : out) EXPECT_EQ(x, T(9));
     }
@@ -145,7 +136,7 @@ TEST(Dispatch, CallReportsThePathItTook) {
     attend::CallOptions<T> o;
     o.dispatch = &got;
     std::vector<T> out(3 * 16);
-    m(a.qv, a.kv, a.vv, attend::TensorView<T, 4>(out.data(), {1, 1, 3, 16}), o);
+    attend_test::forward(m, a.qv, a.kv, a.vv, attend::TensorView<T, 4>(out.data(), {1, 1, 3, 16}), o);
     const Dispatch want = m.dispatch(a.qv, a.kv, a.vv);
     EXPECT_EQ(got.path, want.path);
     EXPECT_EQ(got.flash_reason, want.flash_reason);

@@ -10,6 +10,8 @@
 
 #include <vector>  // std::vector
 
+#include "support/attend_test.hpp"  // attend_test::only
+
 namespace attend_odr {
 
 /// out and lse of one call, in double, and the instruction set, kernel and ABI tag of the TU that
@@ -43,11 +45,7 @@ Result run(int path_index) {
   for (attend::Index i = 0; i < Nq; ++i)
     for (attend::Index j = 0; j < Nk; ++j) keep(i, j) = (i + j) % 5 != 0;
 
-  attend::FlashAttentionConfig only;
-  only.enable_flash = path == attend::Path::flash;
-  only.enable_mem_efficient = path == attend::Path::mem_efficient;
-  only.enable_math = path == attend::Path::math;
-  attend::Attend<T> attn(/*dropout=*/0.25, /*flash=*/true, /*scale=*/{}, only, /*seed=*/7);
+  attend::Attend<T> attn(/*dropout=*/0.25, /*flash=*/true, /*scale=*/{}, attend_test::only(path), /*seed=*/7);
   attn.train();
 
   Eigen::ThreadPool pool(2);

@@ -1,4 +1,4 @@
-// Every path, in every element type, against the math path in double on the same T-rounded inputs,
+// Every path, in every element type, against the naive reference in double on the same T-rounded inputs,
 // over shapes at the edges of the 64 x 64 tiles (KernelTraits kBlockQ = kBlockK = 64): sequence
 // lengths 1, 63, 64, 65, 113 (prime), 130, 194 (3 * 64 + 2) for Nq and Nk independently, head
 // dimensions 1, 8, 16, 64, 80, 128 with Dv != D, grouped-query heads, causal alignments and masks;
@@ -65,7 +65,7 @@ Inputs make_inputs(const Shape& s) {
 
 class Shapes : public ::testing::TestWithParam<Shape> {};
 
-TEST_P(Shapes, EveryPathEveryTypeMatchesDoubleMath) {
+TEST_P(Shapes, EveryPathEveryTypeMatchesReference) {
   const Inputs in = make_inputs(GetParam());
   attend_test::expect_paths_match_reference_all_types(in, name_of(GetParam()));
 }

@@ -19,7 +19,8 @@
 //   FLOPS      4·B·Hq·Nq·Nk·D per call (half of that for the causal square shape) per second; for
 //              the backward, its five products: 2·B·Hq·Nq·Nk·(3·D + 2·Dv), 2.5 times the forward's.
 //   peak_frac  FLOPS / the fp32 FMA peak of this many threads, measured at startup by a
-//              register-only FMA loop (24 independent SIMD accumulators per thread, all threads at
+//              register-only FMA loop (3/4 of the SIMD registers as independent accumulators: 24
+//              with AVX-512's 32, 12 with AVX2's 16; per thread, all threads at
 //              once, best of 7, each thread's FLOPs over its own CPU time, so that a shared machine
 //              does not lower the ceiling; the wall-clock peak is in the context too). f64 rows are
 //              also divided by the fp32 peak: their own ceiling is 0.5.
@@ -208,7 +209,11 @@ double run_concurrently(int n, const std::function<void(int)>& fn, double* util 
   return wall;
 }
 
-constexpr int kChains = 24;  // independent accumulators: 24 of AVX-512's 32 registers
+// Independent accumulators: 3/4 of the vector registers (24 of AVX-512's 32, 12 of AVX2's 16), so
+// that they and the two operands stay in registers. 24 chains with 16 registers spill 11 of them
+// to the stack and measured the x86-64-v3 peak 13% low (105 against 121 GFLOP/s with 12, one
+// Sapphire Rapids thread): every AVX2 peak_frac came out 1.15x too high.
+constexpr int kChains = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS * 3 / 4;
 
 // kChains independent FMA chains, `iters` rounds; every accumulator stays in a register.
 __attribute__((noinline)) float fma_chains(std::int64_t iters, float seed) {

@@ -159,7 +159,7 @@ TEST(Dispatch, IsaNamesTheTargetOfTheKernels) {
   EXPECT_STREQ(d.isa, "avx512_bf16");
 #elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
   EXPECT_STREQ(d.isa, "avx512");
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   EXPECT_STREQ(d.isa, "avx2");
 #elif defined(__aarch64__)
   EXPECT_EQ(std::string(d.isa).rfind("neon", 0), 0u) << d.isa;

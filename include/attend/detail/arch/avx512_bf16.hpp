@@ -62,6 +62,8 @@ struct Bf16Pairs {
   static constexpr int kRegisters = 32;
   /// vdpbf16ps has 6 cycles of latency at 2 per cycle: 12 independent chains hide it.
   static constexpr int kMinChains = 12;
+  static constexpr bool kPinB = false;
+  static constexpr bool kFusedMadd = true;
 
   static EIGEN_ALWAYS_INLINE Packet zero() { return _mm512_setzero_ps(); }
   /// One bf16 pair (4 bytes, any alignment) broadcast to every lane.

@@ -9,6 +9,8 @@
 //   ATTEND_ISA             a token naming the instruction set, pasted into the ABI tag (abi.hpp)
 //   ATTEND_ISA_NAME        the same as a string literal ("avx512_bf16", "avx2", "neon", ...)
 //   ATTEND_ARCH_AVX512     1 where the AVX-512 forms of the primitives (arch/avx512.hpp) are used
+//   ATTEND_ARCH_AVX2       1 where the AVX2 forms (arch/avx2.hpp) are: AVX2, FMA and F16C (x86-64-v3)
+//                          without AVX-512
 //   ATTEND_HAVE_BF16_DOT   1 where bf16 products run on AVX512_BF16's vdpbf16ps (arch/avx512_bf16.hpp)
 //
 // Every name distinguishes code that differs: two translation units with the same name compile
@@ -21,6 +23,12 @@
 #define ATTEND_ARCH_AVX512 1
 #else
 #define ATTEND_ARCH_AVX512 0
+#endif
+
+#if !ATTEND_ARCH_AVX512 && defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA) && defined(__F16C__)
+#define ATTEND_ARCH_AVX2 1
+#else
+#define ATTEND_ARCH_AVX2 0
 #endif
 
 #if ATTEND_ARCH_AVX512 && defined(__AVX512BF16__) && defined(__AVX512BW__)
@@ -37,8 +45,10 @@
 #define ATTEND_ISA avx512
 #elif ATTEND_ARCH_AVX512
 #define ATTEND_ISA avx512f
-#elif defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA)
+#elif ATTEND_ARCH_AVX2
 #define ATTEND_ISA avx2
+#elif defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA)
+#define ATTEND_ISA avx2_nof16c
 #elif defined(EIGEN_VECTORIZE_AVX2)
 #define ATTEND_ISA avx2_nofma
 #elif defined(EIGEN_VECTORIZE_AVX) && defined(EIGEN_VECTORIZE_FMA)

@@ -15,7 +15,8 @@
 //   convert_row(src, dst, n)    n values of a 16-bit T to float
 //   any_nan(x, n)               whether x[0, n) holds a NaN
 //   load_partial / store_partial   the first n lanes of a packet (decode tails)
-//   keep_in_registers(a..d)     pins loaded packets in registers (decode blocks)
+//   keep_in_registers(a..d)     pins loaded packets in registers (decode blocks; one packet:
+//                               the micro-kernel's B packets where FmaOps::kPinB)
 //   stream_fence()              orders non-temporal stores before a hand-off to another thread
 //   prefetch_l2(p)              requests a cache line into L2
 //   FmaOps<Acc>, Bf16PairOps    multiply-add policies of the products (Bf16PairOps: AVX512_BF16
@@ -36,6 +37,9 @@
 #endif
 #if ATTEND_HAVE_BF16_DOT
 #include "attend/detail/arch/avx512_bf16.hpp"
+#endif
+#if ATTEND_ARCH_AVX2
+#include "attend/detail/arch/avx2.hpp"
 #endif
 #if defined(__SSE__) || defined(_M_X64)
 #include <xmmintrin.h>  // _mm_prefetch, _mm_sfence
@@ -75,6 +79,18 @@ struct FmaOps {
   static constexpr int kRegisters = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS;
   /// An FMA has about 4 cycles of latency at 2 per cycle: 8 independent chains hide it.
   static constexpr int kMinChains = 8;
+  /// Whether the micro-kernel pins its B packets in registers (keep_in_registers) rather than let
+  /// the compiler fold a load into every FMA that uses one: AVX2, where GCC folds them and the
+  /// 6 x 2 block then needs 18 loads per 12 FMAs (arch/avx2.hpp) instead of 8, more than the two
+  /// load ports of Haswell to Skylake serve in its 6 cycles. Sapphire Rapids, with three, measured
+  /// the same either way (0.72-0.74 of the peak for a flash tile's two products over 4096 keys).
+  static constexpr bool kPinB = ATTEND_ARCH_AVX2 != 0;
+  /// Whether madd is one fused instruction (else a multiply and an add, with a temporary).
+#if defined(EIGEN_VECTORIZE_FMA) || defined(EIGEN_VECTORIZE_NEON) || defined(EIGEN_VECTORIZE_SVE)
+  static constexpr bool kFusedMadd = true;
+#else
+  static constexpr bool kFusedMadd = false;
+#endif
 
   static EIGEN_ALWAYS_INLINE Packet zero() { return Eigen::internal::pset1<Packet>(Acc(0)); }
   static EIGEN_ALWAYS_INLINE APacket broadcast_a(const AUnit* p) { return Eigen::internal::pset1<Packet>(*p); }
@@ -109,11 +125,16 @@ constexpr bool kBf16Dot = ATTEND_HAVE_BF16_DOT && std::is_same_v<T, Eigen::bfloa
 /// or a fully masked row would average V instead of returning 0). NaN stays NaN.
 /// Generic form: Eigen's pexp clamps its argument, so for x = -inf it may return the smallest normal
 /// instead of 0 (double: 5.6e-309); it is zeroed below the last normal result. The AVX-512 float form
-/// returns the true, subnormal exp down to x = -138.6 and exactly 0 beneath.
+/// returns the true, subnormal exp down to x = -138.6 and exactly 0 beneath; the AVX2 float form is
+/// zeroed below -87 like the generic one (and serves x <= 88: the softmax's arguments are <= 0).
 template <typename Packet>
 EIGEN_ALWAYS_INLINE Packet exp_or_zero(const Packet& x) {
 #if ATTEND_ARCH_AVX512
   if constexpr (std::is_same_v<Packet, Eigen::internal::Packet16f>) return avx512::exp_or_zero(x);
+  else
+#endif
+#if ATTEND_ARCH_AVX2
+  if constexpr (std::is_same_v<Packet, Eigen::internal::Packet8f>) return avx2::exp_or_zero(x);
   else
 #endif
   {
@@ -148,9 +169,11 @@ EIGEN_ALWAYS_INLINE void transpose_block(Eigen::internal::PacketBlock<Packet, N>
 
 /// Whether a packet of T converts to and from a packet of acc_t<T> at once, which the query pack and
 /// the transposed epilogue need (they move whole L x L blocks): float everywhere; with AVX-512 also
-/// bf16 and half (exact widening; rounding bit-identical to Eigen's scalar conversions).
+/// bf16 and half (exact widening; rounding bit-identical to Eigen's scalar conversions), and so with
+/// AVX2 (F16C for half).
 template <typename T>
-constexpr bool kPacketIO = std::is_same_v<T, float> || (ATTEND_ARCH_AVX512 && std::is_same_v<acc_t<T>, float>);
+constexpr bool kPacketIO =
+    std::is_same_v<T, float> || ((ATTEND_ARCH_AVX512 || ATTEND_ARCH_AVX2) && std::is_same_v<acc_t<T>, float>);
 
 /// A packet of acc_t<T> from kLanesOf<acc_t<T>> values of T at p (any alignment); kPacketIO<T>.
 template <typename T>
@@ -161,6 +184,8 @@ EIGEN_ALWAYS_INLINE PacketOf<acc_t<T>> load_packet(const T* p) {
   } else {
 #if ATTEND_ARCH_AVX512
     return avx512::load16_as_float(p);
+#elif ATTEND_ARCH_AVX2
+    return avx2::load8_as_float(p);
 #endif
   }
 }
@@ -170,7 +195,8 @@ template <typename T>
 constexpr bool kStorePacket = kPacketIO<T> || std::is_same_v<T, acc_t<T>>;
 
 /// Stores a packet of acc_t<T> at p as T (any alignment). `stream`: a non-temporal store where the
-/// target has one for T and p is aligned for it (AVX-512 float and 16-bit), else an ordinary store.
+/// target has one for T and p is aligned for it (AVX-512 and AVX2, float and 16-bit), else an
+/// ordinary store.
 template <typename T>
 EIGEN_ALWAYS_INLINE void store_packet(T* p, const PacketOf<acc_t<T>>& x, [[maybe_unused]] bool stream) {
   static_assert(kStorePacket<T>, "store_packet: no packet conversion for this T on this target");
@@ -182,13 +208,21 @@ EIGEN_ALWAYS_INLINE void store_packet(T* p, const PacketOf<acc_t<T>>& x, [[maybe
     avx512::store16_from_float(p, x, stream);
     return;
   }
+#elif ATTEND_ARCH_AVX2
+  if constexpr (std::is_same_v<T, float>) {
+    avx2::store8_float(p, x, stream);
+    return;
+  } else if constexpr (std::is_same_v<acc_t<T>, float>) {
+    avx2::store8_from_float(p, x, stream);
+    return;
+  }
 #endif
   if constexpr (std::is_same_v<T, acc_t<T>>) Eigen::internal::pstoreu(p, x);
 }
 
-/// dst[0, n) = src[0, n) converted to float, a packet at a time: with AVX-512 by vcvtph2ps or a
-/// shift, elsewhere where Eigen has a 16-bit packet as wide as the float one (AVX2: 8 lanes). A scalar
-/// bf16 or half conversion costs as much as the FMAs that use the value.
+/// dst[0, n) = src[0, n) converted to float, a packet at a time: with AVX-512 and AVX2 by vcvtph2ps
+/// or a shift, elsewhere where Eigen has a 16-bit packet as wide as the float one. A scalar bf16 or
+/// half conversion costs as much as the FMAs that use the value.
 template <typename T>
 EIGEN_ALWAYS_INLINE void convert_row(const T* src, float* dst, Index n) {
   using namespace Eigen::internal;
@@ -196,6 +230,8 @@ EIGEN_ALWAYS_INLINE void convert_row(const T* src, float* dst, Index n) {
   Index d = 0;
 #if ATTEND_ARCH_AVX512
   for (; d + L <= n; d += L) pstoreu(dst + d, avx512::load16_as_float(src + d));
+#elif ATTEND_ARCH_AVX2
+  for (; d + L <= n; d += L) pstoreu(dst + d, avx2::load8_as_float(src + d));
 #else
   using Packet16 = typename packet_traits<T>::type;
   if constexpr (packet_traits<T>::Vectorizable && unpacket_traits<Packet16>::size == L) {
@@ -218,6 +254,10 @@ bool any_nan(const Acc* x, Index n) {
 #if ATTEND_ARCH_AVX512
   if constexpr (std::is_same_v<Acc, float> || std::is_same_v<Acc, double>) {
     if (avx512::any_nan_pairs(x, n, i)) return true;
+  }
+#elif ATTEND_ARCH_AVX2
+  if constexpr (std::is_same_v<Acc, float> || std::is_same_v<Acc, double>) {
+    if (avx2::any_nan_pairs(x, n, i)) return true;
   }
 #endif
   const Packet one = pset1<Packet>(Acc(1));
@@ -242,6 +282,10 @@ EIGEN_ALWAYS_INLINE Packet load_partial(const typename Eigen::internal::unpacket
   if constexpr (std::is_same_v<Packet, __m512>) return avx512::load_partial(p, n);
   else
 #endif
+#if ATTEND_ARCH_AVX2
+  if constexpr (std::is_same_v<Packet, __m256>) return avx2::load_partial(p, n);
+  else
+#endif
   {
     using Scalar = typename Eigen::internal::unpacket_traits<Packet>::type;
     alignas(64) Scalar buf[Eigen::internal::unpacket_traits<Packet>::size] = {};
@@ -260,6 +304,12 @@ EIGEN_ALWAYS_INLINE void store_partial(typename Eigen::internal::unpacket_traits
     return;
   }
 #endif
+#if ATTEND_ARCH_AVX2
+  if constexpr (std::is_same_v<Packet, __m256>) {
+    avx2::store_partial(p, x, n);
+    return;
+  }
+#endif
   using Scalar = typename Eigen::internal::unpacket_traits<Packet>::type;
   alignas(64) Scalar buf[Eigen::internal::unpacket_traits<Packet>::size];
   Eigen::internal::pstore(buf, x);
@@ -274,17 +324,24 @@ EIGEN_ALWAYS_INLINE typename FmaOps<Acc>::BPacket FmaOps<Acc>::load_b_partial(co
 // ---- reductions ----
 
 /// Whether the target reduces a decode score block in registers (reduce_score_block below), so that
-/// the decode kernel's 4 x 4 blocks pay off (forward/decode_blocks.hpp): AVX-512.
-constexpr bool kBlockedDecodeTarget = ATTEND_ARCH_AVX512;
+/// the decode kernel's register blocks pay off (forward/decode_blocks.hpp): AVX-512 (4 x 4 blocks)
+/// and AVX2 (2 x 4).
+constexpr bool kBlockedDecodeTarget = ATTEND_ARCH_AVX512 || ATTEND_ARCH_AVX2;
 
-/// The 16 accumulators of a 4 x 4 score block, acc[r][c] (row r, key c, partial sums along the
+/// The R x 4 accumulators of a decode score block, acc[r][c] (row r, key c, partial sums along the
 /// lanes), reduced to scores s[r * lds + c] for rows r < RB, times `scale` unless it is 1.
-template <int RB, typename Packet>
-EIGEN_ALWAYS_INLINE void reduce_score_block(Packet (&acc)[4][4], typename Eigen::internal::unpacket_traits<Packet>::type scale,
+template <int RB, typename Packet, int R>
+EIGEN_ALWAYS_INLINE void reduce_score_block(Packet (&acc)[R][4], typename Eigen::internal::unpacket_traits<Packet>::type scale,
                                             typename Eigen::internal::unpacket_traits<Packet>::type* s, Index lds) {
 #if ATTEND_ARCH_AVX512
-  if constexpr (std::is_same_v<Packet, __m512>) {
+  if constexpr (std::is_same_v<Packet, __m512> && R == 4) {
     avx512::store_score_block<RB>(acc, scale, s, lds);
+    return;
+  }
+#endif
+#if ATTEND_ARCH_AVX2
+  if constexpr (std::is_same_v<Packet, __m256> && R == 2) {
+    avx2::store_score_block<RB>(acc, scale, s, lds);
     return;
   }
 #endif
@@ -306,11 +363,25 @@ EIGEN_ALWAYS_INLINE void keep_in_registers([[maybe_unused]] Packet& a, [[maybe_u
 #if ATTEND_ARCH_AVX512
   if constexpr (std::is_same_v<Packet, __m512>) avx512::keep_in_registers(a, b, c, d);
 #endif
+#if ATTEND_ARCH_AVX2
+  if constexpr (std::is_same_v<Packet, __m256>) {
+    avx2::keep_in_registers(a), avx2::keep_in_registers(b);
+    avx2::keep_in_registers(c), avx2::keep_in_registers(d);
+  }
+#endif
+}
+/// x, pinned in a register (the micro-kernel's B packets where FmaOps::kPinB).
+template <typename Packet>
+EIGEN_ALWAYS_INLINE Packet in_register(Packet x) {
+#if ATTEND_ARCH_AVX2
+  if constexpr (std::is_same_v<Packet, __m256>) avx2::keep_in_registers(x);
+#endif
+  return x;
 }
 
 /// Orders a worker's non-temporal stores before whatever tells another thread that it is done.
 EIGEN_ALWAYS_INLINE void stream_fence() {
-#if ATTEND_ARCH_AVX512
+#if ATTEND_ARCH_AVX512 || ATTEND_ARCH_AVX2
   _mm_sfence();
 #endif
 }

@@ -168,7 +168,7 @@ struct DecodeForward {
         }
         const Key* kp[4];
         for (Index c = 0; c < 4; ++c) kp[c] = kc + std::min(jj + c, nk - 1) * ldk;
-        for_register_rows<4>(rows, [&](auto rb, Index r0) ATTEND_INLINE_LAMBDA {
+        for_register_rows<DecodeTraits::kScoreRows>(rows, [&](auto rb, Index r0) ATTEND_INLINE_LAMBDA {
           constexpr int RB = decltype(rb)::value;
           const DecodePrefetch* first = r0 == 0 ? &pf : nullptr;  // the first row block requests the lines
           decode_scores_block<RB, ScoreOps>(q + r0 * D, D, kp, D, scale, w.s + r0 * C + jj, C, first);
@@ -191,8 +191,8 @@ struct DecodeForward {
   /// O = α ∘ O + P V over one chunk for all rows, in blocks of 4 rows.
   static void chunk_values(Acc* o, const Acc* s, const Acc* alpha, const Acc* v, Index ldv, Index nk, Index rows,
                            Index Dv) {
-    constexpr Index kBlockCols = 4 * kLanesOf<Acc>;
-    for_register_rows<4>(rows, [&](auto rb, Index r0) ATTEND_INLINE_LAMBDA {
+    constexpr Index kBlockCols = DecodeTraits::kValuePackets * kLanesOf<Acc>;
+    for_register_rows<DecodeTraits::kValueRows>(rows, [&](auto rb, Index r0) ATTEND_INLINE_LAMBDA {
       constexpr int RB = decltype(rb)::value;
       if constexpr (kBlockedDecode<T>) {
         for (Index d = 0; d < Dv; d += kBlockCols) {

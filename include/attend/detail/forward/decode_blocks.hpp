@@ -2,9 +2,12 @@
 #define ATTEND_DETAIL_FORWARD_DECODE_BLOCKS_HPP
 
 // The decode kernel's register blocks (forward/decode.hpp), with D (or Dv) along the lanes:
-//   decode_scores_block   s[r][c] = q[r] · k[c] for up to 4 rows and 4 keys, any multiply-add policy
-//                         (FmaOps<float>, Bf16PairOps), reduced by reduce_score_block
-//   decode_pv_block       o[r] = α[r] · o[r] + Σ_jj p[r][jj] · v[jj], up to 4 rows, 64 columns
+//   decode_scores_block   s[r][c] = q[r] · k[c] for up to 4 rows (2 with 16 registers) and 4 keys,
+//                         any multiply-add policy (FmaOps<float>, Bf16PairOps), reduced by
+//                         reduce_score_block
+//   decode_pv_block       o[r] = α[r] · o[r] + Σ_jj p[r][jj] · v[jj], up to 4 rows, 4 packets of
+//                         columns (2 with 16 registers)
+//   (the block shapes: DecodeTraits)
 //   dot_row, decode_pv_rows   the row-at-a-time forms, for targets without the blocked ones
 // and the prefetcher that hands out the next keys' lines inside the score blocks.
 
@@ -24,8 +27,9 @@ ATTEND_BEGIN_NAMESPACE
 namespace detail {
 
 /// The K and V rows of 4 keys to request into L2, a cache line at a time: line(t) requests line t
-/// of each row. The score block calls it once per 64 bytes of D, so that the requests interleave with
-/// the multiply-adds instead of arriving as a burst (see DecodeTraits::kPrefetchKeys).
+/// of each row. The first score block of each 4 keys calls it once per 64 bytes of D, so that the
+/// requests interleave with the multiply-adds instead of arriving as a burst (see
+/// DecodeTraits::kPrefetchKeys).
 struct DecodePrefetch {
   const char* k[4];
   const char* v[4];
@@ -40,7 +44,8 @@ struct DecodePrefetch {
   }
 };
 
-/// s[r * lds + c] = scale · q[r] · k[c] for RB <= 4 rows (q rows ldq apart) and 4 keys (k[c]), with
+/// s[r * lds + c] = scale · q[r] · k[c] for RB <= DecodeTraits::kScoreRows rows (q rows ldq apart)
+/// and 4 keys (k[c]), with
 /// one transpose-and-add tree at the end instead of one horizontal sum per (row, key). Elem is the
 /// storage of q and k (float, or bf16 bits for Bf16PairOps); a packet holds kLanes · kValuesPerStep
 /// of them. `pf` (the first row block only) hands out the next keys' lines.
@@ -56,20 +61,23 @@ template <int RB, class Ops, typename Elem>
 EIGEN_ALWAYS_INLINE void decode_scores_block(const Elem* q, Index ldq, const Elem* const* k, Index D,
                                              typename Ops::Scalar scale, typename Ops::Scalar* s, Index lds,
                                              const DecodePrefetch* pf) {
-  static_assert(RB >= 1 && RB <= 4, "a score block has 1 to 4 rows");
+  constexpr int R = DecodeTraits::kScoreRows;
+  static_assert(RB >= 1 && RB <= R, "a score block has 1 to kScoreRows rows");
   using BUnit = typename Ops::BUnit;
   using BPacket = typename Ops::BPacket;
-  constexpr Index W = Ops::kLanes * Ops::kValuesPerStep;  // values of D per packet: 64 bytes
+  constexpr Index W = Ops::kLanes * Ops::kValuesPerStep;  // values of D per packet
+  // Packets per 64-byte line: 1 with AVX-512, 2 with AVX2.
+  constexpr Index kPerLine = std::max<Index>(1, 64 / (W * static_cast<Index>(sizeof(Elem))));
   const auto at = [](const Elem* p, Index d) { return reinterpret_cast<const BUnit*>(p + d); };
-  typename Ops::Packet acc[4][4];
-  for (int r = 0; r < 4; ++r)
+  typename Ops::Packet acc[R][4];
+  for (int r = 0; r < R; ++r)
     for (int c = 0; c < 4; ++c) acc[r][c] = Ops::zero();
   Index d = 0;
   for (; d + W <= D; d += W) {
     BPacket k0 = Ops::template load_b<false>(at(k[0], d)), k1 = Ops::template load_b<false>(at(k[1], d));
     BPacket k2 = Ops::template load_b<false>(at(k[2], d)), k3 = Ops::template load_b<false>(at(k[3], d));
     keep_in_registers(k0, k1, k2, k3);
-    if (pf != nullptr) pf->line(d / W);
+    if (pf != nullptr && (d / W) % kPerLine == 0) pf->line(d / W / kPerLine);
     for (int r = 0; r < RB; ++r) {
       const BPacket qr = Ops::template load_b<false>(at(q + r * ldq, d));
       acc[r][0] = Ops::madd(qr, k0, acc[r][0]);
@@ -91,61 +99,69 @@ EIGEN_ALWAYS_INLINE void decode_scores_block(const Elem* q, Index ldq, const Ele
     }
   }
   if (pf != nullptr) {
-    for (Index t = D / W; t < pf->lines; ++t) pf->line(t);
+    for (Index t = (D / W + kPerLine - 1) / kPerLine; t < pf->lines; ++t) pf->line(t);
   }
   reduce_score_block<RB>(acc, scale, s, lds);
 }
 
-/// o[r][0, 4L) = alpha[r] · o[r] + Σ_jj p[r][jj] · v[jj] for RB <= 4 rows: 4·RB accumulators, each
-/// value packet loaded once for all RB rows (16 FMAs for 4 loads and 4 broadcasts where a
-/// row-at-a-time loop needs 8 loads and 4 broadcasts for 8). `cols` (<= 4L) columns are real: a
-/// partial block loads the missing ones as 0 and does not store them.
+/// Pins a value block's packets in registers (keep_in_registers).
+template <typename Packet, int NP>
+EIGEN_ALWAYS_INLINE void keep_values_in_registers(Packet (&v)[NP]) {
+  if constexpr (NP == 4) {
+    keep_in_registers(v[0], v[1], v[2], v[3]);
+  } else {
+    for (int c = 0; c < NP; ++c) v[c] = in_register(v[c]);
+  }
+}
+
+/// o[r][0, NP·L) = alpha[r] · o[r] + Σ_jj p[r][jj] · v[jj] for RB <= 4 rows and NP =
+/// DecodeTraits::kValuePackets packets: NP·RB accumulators, each value packet loaded once for all RB
+/// rows (16 FMAs for 4 loads and 4 broadcasts at NP = 4, where a row-at-a-time loop needs 8 loads
+/// and 4 broadcasts for 8). `cols` (<= NP·L) columns are real: a partial block loads the missing ones
+/// as 0 and does not store them.
 template <int RB, typename Acc>
 EIGEN_ALWAYS_INLINE void decode_pv_block(Acc* o, Index ldo, const Acc* p, Index ldp, const Acc* alpha, const Acc* v,
                                          Index ldv, Index nk, Index cols) {
-  static_assert(RB >= 1 && RB <= 4, "at most 4 rows x 4 packets of accumulators");
+  constexpr int NP = DecodeTraits::kValuePackets;
+  static_assert(RB >= 1 && RB <= DecodeTraits::kValueRows, "at most kValueRows rows x kValuePackets packets");
   using Packet = PacketOf<Acc>;
   constexpr Index L = kLanesOf<Acc>;
   using namespace Eigen::internal;
-  Index n[4];  // real lanes of each packet
-  for (int c = 0; c < 4; ++c) n[c] = std::min<Index>(L, std::max<Index>(0, cols - L * c));
+  Index n[NP];  // real lanes of each packet
+  for (int c = 0; c < NP; ++c) n[c] = std::min<Index>(L, std::max<Index>(0, cols - L * c));
   const auto load = [&n](const Acc* src, int c) {
     return n[c] == L ? ploadu<Packet>(src) : n[c] == 0 ? pset1<Packet>(Acc(0)) : load_partial<Packet>(src, n[c]);
   };
-  Packet acc[RB][4];
+  Packet acc[RB][NP];
   for (int r = 0; r < RB; ++r) {
     const Packet al = pset1<Packet>(alpha[r]);
-    for (int c = 0; c < 4; ++c) acc[r][c] = pmul(al, load(o + r * ldo + L * c, c));
+    for (int c = 0; c < NP; ++c) acc[r][c] = pmul(al, load(o + r * ldo + L * c, c));
   }
-  if (cols == 4 * L) {
+  if (cols == NP * L) {
     for (Index jj = 0; jj < nk; ++jj) {
       const Acc* vj = v + jj * ldv;
-      Packet v0 = ploadu<Packet>(vj), v1 = ploadu<Packet>(vj + L), v2 = ploadu<Packet>(vj + 2 * L), v3 = ploadu<Packet>(vj + 3 * L);
-      keep_in_registers(v0, v1, v2, v3);
+      Packet vp[NP];
+      for (int c = 0; c < NP; ++c) vp[c] = ploadu<Packet>(vj + c * L);
+      keep_values_in_registers(vp);
       for (int r = 0; r < RB; ++r) {
         const Packet pr = pset1<Packet>(p[r * ldp + jj]);
-        acc[r][0] = pmadd(pr, v0, acc[r][0]);
-        acc[r][1] = pmadd(pr, v1, acc[r][1]);
-        acc[r][2] = pmadd(pr, v2, acc[r][2]);
-        acc[r][3] = pmadd(pr, v3, acc[r][3]);
+        for (int c = 0; c < NP; ++c) acc[r][c] = pmadd(pr, vp[c], acc[r][c]);
       }
     }
   } else {
     for (Index jj = 0; jj < nk; ++jj) {
       const Acc* vj = v + jj * ldv;
-      Packet v0 = load(vj, 0), v1 = load(vj + L, 1), v2 = load(vj + 2 * L, 2), v3 = load(vj + 3 * L, 3);
-      keep_in_registers(v0, v1, v2, v3);
+      Packet vp[NP];
+      for (int c = 0; c < NP; ++c) vp[c] = load(vj + c * L, c);
+      keep_values_in_registers(vp);
       for (int r = 0; r < RB; ++r) {
         const Packet pr = pset1<Packet>(p[r * ldp + jj]);
-        acc[r][0] = pmadd(pr, v0, acc[r][0]);
-        acc[r][1] = pmadd(pr, v1, acc[r][1]);
-        acc[r][2] = pmadd(pr, v2, acc[r][2]);
-        acc[r][3] = pmadd(pr, v3, acc[r][3]);
+        for (int c = 0; c < NP; ++c) acc[r][c] = pmadd(pr, vp[c], acc[r][c]);
       }
     }
   }
   for (int r = 0; r < RB; ++r)
-    for (int c = 0; c < 4; ++c) {
+    for (int c = 0; c < NP; ++c) {
       if (n[c] == L) {
         pstoreu(o + r * ldo + L * c, acc[r][c]);
       } else if (n[c] > 0) {

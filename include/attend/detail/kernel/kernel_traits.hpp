@@ -54,11 +54,24 @@ template <class Ops>
 struct RegisterBlocking {
   static constexpr int kLanes = Ops::kLanes;
   /// With 32 vector registers (AVX-512, NEON): 6 x 4 = 24 accumulators, 4 B-packets and a broadcast.
-  /// With 16 (AVX2, SSE): 2 x 4 = 8 accumulators (3 x 4 would need 17 registers). Either way there
-  /// are enough independent chains to cover the multiply-add's latency (Ops::kMinChains).
-  static constexpr int kRegN = 4;
-  static constexpr int kRegM = Ops::kRegisters >= 32 ? 6 : 2;
-  static_assert(kRegM * kRegN + kRegN + 1 <= Ops::kRegisters, "accumulators, B packets and a broadcast must fit in registers");
+  /// With 16 and a fused multiply-add (AVX2): 6 x 2 = 12 accumulators, 2 B-packets and a broadcast,
+  /// 15 registers (BLIS's Haswell sgemm block). Per step of k it loads 2 packets and broadcasts 6
+  /// values for 12 FMAs, where the 2 x 4 block below loads 4 and broadcasts 2 for 8, and its 8
+  /// chains only just cover the FMA's latency (4 cycles at 2 per cycle). One Sapphire Rapids
+  /// thread at x86-64-v3: a flash tile's two products (64 queries, D = Dv = 64, 4096 keys
+  /// streamed) reach 0.62-0.64 of the FMA peak with 2 x 4 and 0.76 with 6 x 2; flash f32 long4k
+  /// 0.40-0.46 and 0.58-0.60 (attend_bench, the AVX2 primitives included).
+  /// With 16 and a multiply and an add (SSE): 2 x 4 = 8 accumulators; each multiply-add needs a
+  /// temporary there, and 3 x 4 would need 17 registers.
+  /// Each choice keeps enough independent chains to cover the multiply-add's latency
+  /// (Ops::kMinChains), and every accumulator is the same chain over k whatever the block, so the
+  /// blocking never changes a result's bits.
+  static constexpr bool kWide = Ops::kRegisters >= 32;
+  static constexpr int kRegN = kWide ? 4 : Ops::kFusedMadd ? 2 : 4;
+  static constexpr int kRegM = kWide ? 6 : Ops::kFusedMadd ? 6 : 2;
+  static constexpr int kTemporaries = Ops::kFusedMadd ? 0 : 1;  // the product before its add
+  static_assert(kRegM * kRegN + kRegN + 1 + kTemporaries <= Ops::kRegisters,
+                "accumulators, B packets, a broadcast (and a product) must fit in registers");
   static_assert(kRegM * kRegN >= Ops::kMinChains, "too few independent chains to hide the multiply-add's latency");
 
   /// Columns one micro-kernel call covers; a panel of TileTraits::kBlockQ columns is kColBlocks of
@@ -84,9 +97,9 @@ struct GradTraits {
   static constexpr std::size_t kSplitBytes = std::size_t(4) << 20;
 };
 
-/// The split-KV decode kernel (forward/decode.hpp). `blocked` is whether the target has its 4 x 4
-/// score blocks and 4-row value blocks (forward/decode_blocks.hpp: AVX-512 float accumulation);
-/// elsewhere it is the row-at-a-time form.
+/// The split-KV decode kernel (forward/decode.hpp). `blocked` is whether the target has its register
+/// blocks of scores and values (forward/decode_blocks.hpp, shapes below: AVX-512 and AVX2 float
+/// accumulation); elsewhere it is the row-at-a-time form.
 struct DecodeTraits {
   /// Queries per head (Nq) up to which a call takes this kernel, whatever Hq/Hkv: both kernels'
   /// costs grow with the number of query heads, so the choice depends on Nq and the head sizes only.
@@ -124,6 +137,18 @@ struct DecodeTraits {
   /// cache the kernel takes 32 ns per key, so the rest is memory.
   static constexpr Index kPrefetchKeys = 64;
   static_assert(kChunk % 4 == 0, "a chunk is whole 4-key score blocks");
+
+  /// The blocked kernel's register blocks (forward/decode_blocks.hpp), by the target's registers.
+  /// Score block: up to kScoreRows query rows by 4 keys of accumulators, plus the 4 key packets and
+  /// a query packet: 4 x 4 + 5 = 21 of 32 registers (AVX-512), 2 x 4 + 5 = 13 of 16 (AVX2; 4 x 4
+  /// would spill). Value block: 4 rows by kValuePackets packets of Dv, plus the value packets and a
+  /// broadcast: 4 x 4 + 5 = 21 of 32, 4 x 2 + 3 = 11 of 16.
+  static constexpr int kRegisters = FmaOps<float>::kRegisters;
+  static constexpr int kScoreRows = kRegisters >= 32 ? 4 : 2;
+  static constexpr int kValueRows = 4;
+  static constexpr int kValuePackets = kRegisters >= 32 ? 4 : 2;
+  static_assert(kScoreRows * 4 + 4 + 1 <= kRegisters, "a score block must fit in registers");
+  static_assert(kValueRows * kValuePackets + kValuePackets + 1 <= kRegisters, "a value block must fit in registers");
 };
 
 }  // namespace detail

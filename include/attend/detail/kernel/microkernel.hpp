@@ -90,7 +90,13 @@ EIGEN_ALWAYS_INLINE void micro_block(Index kc, const typename Ops::AUnit* a, Ind
   for (Index k = 0; k < kc; ++k) {
     typename Ops::BPacket bk[NR];
     ATTEND_UNROLL
-    for (int n = 0; n < NR; ++n) bk[n] = Ops::template load_b<kScale == ScaleBy::column>(b + k * ldb + n * L);
+    for (int n = 0; n < NR; ++n) {
+      if constexpr (Ops::kPinB) {
+        bk[n] = in_register(Ops::template load_b<kScale == ScaleBy::column>(b + k * ldb + n * L));
+      } else {
+        bk[n] = Ops::template load_b<kScale == ScaleBy::column>(b + k * ldb + n * L);
+      }
+    }
     const typename Ops::AUnit* ak = a + k * a_cs;
     ATTEND_UNROLL
     for (int r = 0; r < MR; ++r) {

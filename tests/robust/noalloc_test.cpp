@@ -292,7 +292,9 @@ TYPED_TEST(NoAlloc, WithThreadPoolNothingAllocates) {
 }
 
 // The math path materialises its (Nq, Nk) scores with Eigen (workspace_bytes is 0 for it): it
-// allocates, and says so through Eigen's counter. Documented, not a defect.
+// allocates, and says so through Eigen's counter. Documented, not a defect. Through attend::dispatch
+// the kernels are compiled in the component, without this file's EIGEN_RUNTIME_NO_MALLOC, so there
+// the allocation shows in the malloc counter instead.
 TYPED_TEST(NoAlloc, MathPathAllocatesThroughEigen) {
   using T = TypeParam;
   const attend::Attend<T> a = module<T>(attend_test::forced_routes()[2]);
@@ -302,7 +304,11 @@ TYPED_TEST(NoAlloc, MathPathAllocatesThroughEigen) {
   Watch w;
   a.forward(p.q, p.k, p.v, p.out, o);
   w.stop();
+#ifdef ATTEND_DISPATCH
+  EXPECT_GT(w.eigen() + w.mallocs() + w.news(), 0);
+#else
   EXPECT_GT(w.eigen(), 0);
+#endif
 }
 
 }  // namespace

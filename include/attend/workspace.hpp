@@ -8,7 +8,7 @@
 #include <cstdlib>  // std::free
 #include <new>      // std::bad_alloc
 
-#include <Eigen/Core>  // Eigen::internal::aligned_malloc
+#include <Eigen/Core>  // Eigen::internal::handmade_aligned_malloc
 
 namespace attend {
 
@@ -17,7 +17,8 @@ namespace attend {
 ///
 /// A call that finds it too small grows it (one allocation) and keeps it grown. One workspace serves
 /// one call at a time: it is not thread-safe, so concurrent calls each need their own (for example
-/// one per thread). The memory is aligned for Eigen's packets. Movable, not copyable.
+/// one per thread). The memory is aligned to 64 bytes (a cache line, and every Eigen packet). Movable,
+/// not copyable.
 class Workspace {
  public:
   /// @brief An empty workspace (no memory); a call that uses it grows it to the size it needs.
@@ -41,7 +42,7 @@ class Workspace {
   /// @return `*this`
   Workspace& operator=(Workspace&& o) noexcept {
     if (this != &o) {
-      Eigen::internal::aligned_free(data_);
+      Eigen::internal::handmade_aligned_free(data_);
       data_ = o.data_;
       bytes_ = o.bytes_;
       o.data_ = nullptr;
@@ -50,7 +51,7 @@ class Workspace {
     return *this;
   }
   /// @brief Frees the memory.
-  ~Workspace() { Eigen::internal::aligned_free(data_); }
+  ~Workspace() { Eigen::internal::handmade_aligned_free(data_); }
 
   /// @brief Makes room for at least @p bytes; contents are not kept.
   ///
@@ -59,21 +60,27 @@ class Workspace {
   /// @throws std::bad_alloc if the memory cannot be allocated; the workspace is then empty
   void reserve(std::size_t bytes) {
     if (bytes <= bytes_) return;
-    Eigen::internal::aligned_free(data_);
+    Eigen::internal::handmade_aligned_free(data_);
     data_ = nullptr;
     bytes_ = 0;
-    data_ = Eigen::internal::aligned_malloc(bytes);  // throws std::bad_alloc on failure
+    // 64 bytes on every target: the paths' scratch (OnlineSoftmax's alignas(64) rows, kAlign) is laid
+    // out from a cache-line-aligned base, while Eigen's aligned_malloc aligns only for its packets
+    // (16 bytes with SSE or NEON, 32 with AVX). Eigen's heap check (EIGEN_RUNTIME_NO_MALLOC) as before.
+    Eigen::internal::check_that_malloc_is_allowed();
+    data_ = Eigen::internal::handmade_aligned_malloc(bytes, kAlignment);
+    if (data_ == nullptr) throw std::bad_alloc();
     bytes_ = bytes;
   }
 
   /// @brief The memory.
-  /// @return the start of the block, aligned for Eigen's packets; null while size() is 0
+  /// @return the start of the block, aligned to 64 bytes; null while size() is 0
   void* data() const { return data_; }
   /// @brief The size of the block.
   /// @return the number of bytes data() points to
   std::size_t size() const { return bytes_; }
 
  private:
+  static constexpr std::size_t kAlignment = 64;
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
 };

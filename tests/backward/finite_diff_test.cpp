@@ -16,7 +16,7 @@
 //               and of an additive mask 1): ~ u^(2/3) · A.
 // So  tol = 64 · u^(2/3) · (1 + A + |fd|), about 2.4e-9 · (1 + A + |fd|): 64 covers the constants
 // (the forward's C = 4 twice, the derivatives' factors up to 2-3 for these inputs). Measured
-// (ATTEND_GRAD_VERBOSE=1): the largest |grad - fd| is under 2% of it. A wrong factor (a missing scale,
+// (ATTEND_GRAD_VERBOSE=1): the largest |grad - fd| is under 1% of it. A wrong factor (a missing scale,
 // the dropout's 1/(1 - p), a GQA or broadcast sum, a sign, a mask element off by one) moves a gradient
 // by a sizeable fraction of itself, of order 1e-2 to 1 here: millions of times the tolerance.
 

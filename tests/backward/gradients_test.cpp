@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <ostream>
@@ -368,6 +369,65 @@ TEST(GradSplitBytes, WideHeadsSplitByScratchBound) {
     spec.route = attend_test::forced(p);
     const auto r = attend_test::run_grad<double>(in, dout, spec);
     attend_test::expect_grads_close(r, ref, in, std::string("wide heads path=") + attend::path_name(p));
+  }
+}
+
+// 16-bit types accumulate dq, dk and dv in fp32 and round once at the end (docs/semantics.md,
+// "Gradients"), where PyTorch's CPU kernel rounds to the input type after every tile. Sums that cancel
+// across tiles tell the two apart: query rows 64..127 repeat rows 0..63 with dout negated (plus a
+// little noise), so dk and dv sum to a little over the two query tiles while each tile's share is
+// large; keys 64..127 repeat keys 0..63 with v negated, so dq's two key tiles (two splits of the flash
+// backward: one (b, kv head) pair) cancel too. A share rounded to T costs eps(T) times the share, tens
+// of times the tolerance (eps(T) times the result, plus fp32's error on the shares).
+TYPED_TEST(Grad, SixteenBitTypesAccumulateInFp32) {
+  using T = TypeParam;
+  const Index N = 128, H = 64, D = 16, Dv = 16;
+  Inputs in = attend_test::random_inputs(1, 1, 1, N, N, D, Dv, 6101);
+  std::vector<double> dout = dout_for(in, 6102);
+  const std::vector<double> noise = attend_test::randn(in.out_size(), 6103, 0.01);
+  for (Index i = 0; i < H; ++i) {
+    for (Index d = 0; d < D; ++d) {
+      in.q[static_cast<std::size_t>((i + H) * D + d)] = in.q[static_cast<std::size_t>(i * D + d)];
+      in.k[static_cast<std::size_t>((i + H) * D + d)] = in.k[static_cast<std::size_t>(i * D + d)];
+    }
+    for (Index d = 0; d < Dv; ++d) {
+      const std::size_t a = static_cast<std::size_t>(i * Dv + d), b = static_cast<std::size_t>((i + H) * Dv + d);
+      in.v[a] *= 8.0;
+      in.v[b] = -in.v[a] + noise[a];
+      dout[a] *= 8.0;
+      dout[b] = -dout[a] + noise[b];
+    }
+  }
+  attend_test::expect_grad_paths_match_reference<T>(in, dout, "cancelling tiles");
+  // Premise: the shares are much larger than the sums.
+  const Gradients ref = attend_test::grad_reference<T>(in, dout);
+  EXPECT_GT(ref.terms.dv, 20 * attend_test::max_abs_finite(ref.dv));
+  EXPECT_GT(ref.terms.dk, 20 * attend_test::max_abs_finite(ref.dk));
+  EXPECT_GT(ref.terms.dq, 20 * attend_test::max_abs_finite(ref.dq));
+}
+
+// The tiled backwards allocate no Nq x Nk buffer (docs/semantics.md, "Memory"): at Nq = Nk = 8192
+// (one (b, kv head) pair, so the flash backward splits its keys and keeps an fp32 dq accumulator of
+// q's size), the workspace of either tiled path is under 1/8 of one fp32 Nq x Nk matrix, and doubling
+// Nq and Nk less than triples it (a quadratic buffer would quadruple it). A query: nothing runs.
+TEST(GradWorkspace, NoQueriesByKeysBuffer) {
+  const Index H = 2, D = 64;
+  const attend::Attend<float> flash = attend_test::make_attend<float>(attend_test::forced(Path::flash));
+  const attend::Attend<float> mem = attend_test::make_attend<float>(attend_test::forced(Path::mem_efficient));
+  const auto bytes = [&](const attend::Attend<float>& a, Index N) {
+    const float* p = reinterpret_cast<const float*>(std::uintptr_t{64});  // never read: a query
+    const ConstView<float, 4> q(p, {1, H, N, D}), k(p, {1, 1, N, D}), v(p, {1, 1, N, D});
+    attend::CallOptions<float> o;
+    o.causal = Causal::bottom_right;
+    return static_cast<double>(a.backward_workspace_bytes(q, k, v, o));
+  };
+  const double quadratic = 8192.0 * 8192.0 * sizeof(float);
+  for (const auto* a : {&flash, &mem}) {
+    const std::string w = attend::path_name(a == &flash ? Path::flash : Path::mem_efficient);
+    const double b1 = bytes(*a, 8192), b2 = bytes(*a, 16384);
+    EXPECT_GT(b1, 0.0) << w;
+    EXPECT_LT(b1, quadratic / 8) << w;
+    EXPECT_LT(b2, 3 * b1) << w;
   }
 }
 

@@ -502,12 +502,13 @@ bool same_bits(const C& a, const C& b) {
 // Measured on the golden cases with the reference's own double computation (reference_test.cpp,
 // ATTEND_GOLDEN_VERBOSE=1): at most 2.5% of tol_grad against PyTorch's gradients.
 // A backward that reads D_i = rowsum(dout_i ∘ out_i) from the forward's out (the flash path, as
-// FlashAttention-2 does) inherits out's error: the forward's rounding of out to T (eps(T)/2 relative)
-// and its kernel error (C·u·(1 + growth) relative to the size of out's terms). Through
-// dS_ij = P_ij (dP_ij − D_i) it moves dq, dk and dmask by up to that relative error times R, the
-// largest sum over an element's terms of |∂term/∂D_i| · Σ_d |dout_id| Σ_j |w_ij v_jd|
-// (Gradients::rowsum_terms). So the gradients that depend on D_i add
-//     (eps(T) + C·u·(1 + sqrt(D)·S + sqrt(Dv) + sqrt(n))) · R.
+// FlashAttention-2 does) inherits out's error: its kernel error (C·u·(1 + growth) relative to the size
+// of out's terms) and its rounding to T (eps(T)/2 relative to out's value). Through
+// dS_ij = P_ij (dP_ij − D_i) it moves dq, dk and dmask by up to those relative errors times
+//   R_terms  = the largest sum over an element's terms of |∂term/∂D_i| · Σ_d |dout_id| Σ_j |w_ij v_jd|,
+//   R_values = the same with |out_id| for Σ_j |w_ij v_jd|     (Gradients::rowsum_terms, rowsum_values).
+// So the gradients that depend on D_i add (eps(T)/2, counted twice as above)
+//     eps(T)·R_values + C·u·(1 + sqrt(D)·S + sqrt(Dv) + sqrt(n))·R_terms.
 // The term matters where dq, dk or dmask is small beside its terms: with one key (dq = 0 exactly: dP_i
 // = D_i) and for 16-bit T with logits in the hundreds (P nearly one-hot, |k| ~ 15), where the flash
 // path's bf16 and f16 gradients measured 2.2 and 3.9 times tol_grad without it.
@@ -562,18 +563,18 @@ Tolerance tolerance(const Inputs& in_as_fed, double ref_max_abs, double lse_max_
 
 /// The tolerance of one gradient of a T computation of `in_as_fed` against a reference whose
 /// gradient has max |.| `ref_max_abs`, whose elements sum at most `terms` in absolute value
-/// (Gradients::terms) over `n` terms each (see the derivation above). A nonzero
-/// `rowsum_terms` (Gradients::rowsum_terms; 0 for dv) adds the error a D_i read from the forward's out
-/// inherits.
+/// (Gradients::terms) over `n` terms each (see the derivation above). `rowsum_terms` and
+/// `rowsum_values` (Gradients::rowsum_terms and rowsum_values; 0 for dv) add the error a D_i read from
+/// the forward's out inherits.
 template <typename T>
-double grad_tolerance(const Inputs& in_as_fed, double ref_max_abs, double terms, Index n, double rowsum_terms = 0.0) {
+double grad_tolerance(const Inputs& in_as_fed, double ref_max_abs, double terms, Index n, double rowsum_terms = 0.0,
+                      double rowsum_values = 0.0) {
   const double u = eps<attend::acc_t<T>>();
   const Magnitudes m = magnitudes(in_as_fed);
   const double growth = std::sqrt(static_cast<double>(in_as_fed.D)) * m.S +
                         std::sqrt(static_cast<double>(in_as_fed.Dv)) +
                         std::sqrt(static_cast<double>(std::max<Index>(n, 1)));
-  return eps<T>() * ref_max_abs + kTolC * u * terms * (1.0 + growth) +
-         (eps<T>() + kTolC * u * (1.0 + growth)) * rowsum_terms;
+  return eps<T>() * ref_max_abs + kTolC * u * (terms + rowsum_terms) * (1.0 + growth) + eps<T>() * rowsum_values;
 }
 
 /// Where a flat (B, H, N, X) index points, for messages.

@@ -96,10 +96,13 @@ GradTolerance grad_tolerances(const Inputs& in, const Gradients& ref) {
   const Index rows_per_kv = in.Nq * (in.Hkv > 0 ? in.Hq / in.Hkv : 1);
   const Index mask_n = in.mask_size() > 0 ? in.B * in.Hq * in.Nq * in.Nk / in.mask_size() : 1;
   GradTolerance t;
-  t.dq = grad_tolerance<T>(fed, max_abs_finite(ref.dq), ref.terms.dq, in.Nk, ref.rowsum_terms.dq);
-  t.dk = grad_tolerance<T>(fed, max_abs_finite(ref.dk), ref.terms.dk, rows_per_kv, ref.rowsum_terms.dk);
+  t.dq = grad_tolerance<T>(fed, max_abs_finite(ref.dq), ref.terms.dq, in.Nk, ref.rowsum_terms.dq,
+                          ref.rowsum_values.dq);
+  t.dk = grad_tolerance<T>(fed, max_abs_finite(ref.dk), ref.terms.dk, rows_per_kv, ref.rowsum_terms.dk,
+                          ref.rowsum_values.dk);
   t.dv = grad_tolerance<T>(fed, max_abs_finite(ref.dv), ref.terms.dv, rows_per_kv);
-  t.dmask = grad_tolerance<T>(fed, max_abs_finite(ref.dmask), ref.terms.dmask, mask_n, ref.rowsum_terms.dmask);
+  t.dmask = grad_tolerance<T>(fed, max_abs_finite(ref.dmask), ref.terms.dmask, mask_n, ref.rowsum_terms.dmask,
+                             ref.rowsum_values.dmask);
   return t;
 }
 

@@ -80,13 +80,15 @@ struct Gradients {
     double dq = 0, dk = 0, dv = 0, dmask = 0;
   } terms;
   /// For dq, dk and dmask (dv does not depend on D_i = rowsum(dout ∘ out)), the largest sum over one
-  /// element's terms of |∂term/∂D_i| · Σ_d |dout_id| · Σ_j |w_ij v_jd|: how far the element moves when
-  /// each D_i moves by the relative error of out's own terms. A backward that reads D_i from the
-  /// forward's out (the flash path, as FlashAttention-2) inherits out's error, its rounding to T
-  /// included (attend_test::grad_tolerance).
-  struct {
+  /// element's terms of |∂term/∂D_i| · Σ_d |dout_id| · X_id, with X_id = Σ_j |w_ij v_jd| (the size of
+  /// out_id's own terms: `terms`) or |out_id| (`values`): how far the element moves when each out_id
+  /// moves by a relative error of its terms or of its value. A backward that reads D_i from the
+  /// forward's out (the flash path, as FlashAttention-2) inherits out's kernel error (relative to its
+  /// terms) and its rounding to T (relative to its value) (attend_test::grad_tolerance).
+  struct RowsumTerms {
     double dq = 0, dk = 0, dmask = 0;
-  } rowsum_terms;
+  };
+  RowsumTerms rowsum_terms, rowsum_values;
 };
 
 /// The gradients of Σ out ∘ dout for `in`, in double; dout is (B, Hq, Nq, Dv).

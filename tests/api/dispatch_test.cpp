@@ -176,7 +176,9 @@ TEST(Dispatch, IsaNamesTheTargetOfTheKernels) {
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
       const bool runs = level == "x86-64" || (level == "x86-64-v3" && v3) || (level == "x86-64-v4" && v4) ||
                         (level == "x86-64-v4-bf16" && v4 && __builtin_cpu_supports("avx512bf16"));
-      if (runs) EXPECT_EQ(isa, level_isa) << "ATTEND_ISA=" << forced;
+      if (runs) {
+        EXPECT_EQ(isa, level_isa) << "ATTEND_ISA=" << forced;
+      }
     }
   }
 #endif

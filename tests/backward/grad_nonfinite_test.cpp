@@ -116,7 +116,9 @@ TYPED_TEST(GradNonFinite, PoisonedKeyReachesOnlyTheRowsThatSeeIt) {
         for (Index i = 0; i < kN; ++i) {
           const double g = dirty.dq[qi(h, i, 0)];
           if (i >= j0) {
-            if (std::isnan(poison)) ASSERT_TRUE(std::isnan(g)) << w << " dq of a row that sees the key, h " << h << " i " << i;
+            if (std::isnan(poison)) {
+              ASSERT_TRUE(std::isnan(g)) << w << " dq of a row that sees the key, h " << h << " i " << i;
+            }
           } else {
             for (Index d = 0; d < kD; ++d) {
               ASSERT_TRUE(same(dirty.dq[qi(h, i, d)], clean.dq[qi(h, i, d)]))

@@ -249,7 +249,9 @@ TEST_P(GradAdditiveMask, EveryPathEveryTypeMatchesReferenceWithDmask) {
   // (a mask of size 1 in Nk) does not change the softmax, so its gradient is 0 (Σ_j dS_ij = 0): the
   // comparison above holds the paths to that, within the rounding of the sum.
   const Gradients ref = attend_test::naive_backward(in, dout);
-  if (row.dims.back() != 1) EXPECT_GT(attend_test::max_abs_finite(ref.dmask), 1e-3) << what;
+  if (row.dims.back() != 1) {
+    EXPECT_GT(attend_test::max_abs_finite(ref.dmask), 1e-3) << what;
+  }
   if (row.dead) expect_dead_rows_zero<float>(in, dout, row.dead, what);
 }
 

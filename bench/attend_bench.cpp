@@ -96,6 +96,10 @@
 #include <time.h>    // clock_gettime
 #include <unistd.h>  // sysconf
 
+#if defined(ATTEND_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>  // the per-level FMA loops (fma_loop)
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -235,6 +239,70 @@ __attribute__((noinline)) float fma_chains(std::int64_t iters, float seed) {
   return Eigen::internal::predux(s);
 }
 
+/// The FMA loop the peak is measured with, its FMAs per round and its floats per instruction.
+struct FmaLoop {
+  float (*run)(std::int64_t iters, float seed);
+  int fmas;
+  int lanes;
+  const char* isa;
+};
+
+#if defined(ATTEND_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
+// attend::dispatch: this program is built for the baseline, its kernels run at the level the CPU
+// supports, so the ceiling is measured with that level's instructions (function target attributes:
+// the rest of the program stays baseline). 12 chains for AVX2's 16 registers, 24 for AVX-512's 32:
+// enough to cover a 4-cycle FMA latency on two FMA ports (8 in flight) without spilling.
+// (kChains is this baseline program's own: 12, for 16 registers.)
+constexpr int kChainsAvx512 = 24;
+__attribute__((target("avx512f"), noinline)) float fma_chains_avx512(std::int64_t iters, float seed) {
+  __m512 acc[kChainsAvx512];
+#pragma GCC unroll 32
+  for (int c = 0; c < kChainsAvx512; ++c) acc[c] = _mm512_set1_ps(seed + float(c));
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(seed * 1e-7f);
+  for (std::int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 32
+    for (int c = 0; c < kChainsAvx512; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
+  }
+  __m512 s = acc[0];
+#pragma GCC unroll 32
+  for (int c = 1; c < kChainsAvx512; ++c) s = _mm512_add_ps(s, acc[c]);
+  return _mm512_reduce_add_ps(s);
+}
+
+constexpr int kChainsAvx2 = 12;
+__attribute__((target("avx2,fma"), noinline)) float fma_chains_avx2(std::int64_t iters, float seed) {
+  __m256 acc[kChainsAvx2];
+#pragma GCC unroll 16
+  for (int c = 0; c < kChainsAvx2; ++c) acc[c] = _mm256_set1_ps(seed + float(c));
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(seed * 1e-7f);
+  // Twice per round: 2 · kChainsAvx2 FMAs (FmaLoop::fmas).
+  for (std::int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int c = 0; c < kChainsAvx2; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
+#pragma GCC unroll 16
+    for (int c = 0; c < kChainsAvx2; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
+  }
+  __m256 s = acc[0];
+#pragma GCC unroll 16
+  for (int c = 1; c < kChainsAvx2; ++c) s = _mm256_add_ps(s, acc[c]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+}
+#endif
+
+/// The loop for the instruction set `isa` (Dispatch::isa) the kernels run with.
+FmaLoop fma_loop([[maybe_unused]] const std::string& isa) {
+  constexpr int kLanes = int(sizeof(Eigen::internal::packet_traits<float>::type) / sizeof(float));
+#if defined(ATTEND_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
+  if (isa.rfind("avx512", 0) == 0) return {&fma_chains_avx512, kChainsAvx512, 16, "avx512"};
+  if (isa == "avx2") return {&fma_chains_avx2, 2 * kChainsAvx2, 8, "avx2"};
+#endif
+  return {&fma_chains, kChains, kLanes, "this program's own"};
+}
+
+FmaLoop g_fma_loop{&fma_chains, kChains, int(sizeof(Eigen::internal::packet_traits<float>::type) / sizeof(float)), ""};
+
 std::map<int, double> g_peak_util;       // threads -> cpu_util of the best wall-clock run
 std::map<int, double> g_peak_wall_flops;  // threads -> best wall-clock rate
 
@@ -242,18 +310,18 @@ std::map<int, double> g_peak_wall_flops;  // threads -> best wall-clock rate
 // what the cores do while they run, which a shared machine does not lower. The best wall-clock rate
 // (FLOPs of all threads / wall seconds) is kept beside it; on a quiet machine the two agree.
 double measure_fp32_peak(int threads) {
-  constexpr int kLanes = int(sizeof(Eigen::internal::packet_traits<float>::type) / sizeof(float));
-  const double flops_per_iter = 2.0 * kChains * kLanes;
+  const FmaLoop loop = g_fma_loop;
+  const double flops_per_iter = 2.0 * loop.fmas * loop.lanes;
   // Calibrate to ~40 ms a run.
   std::int64_t iters = 100000;
-  const double t0 = run_concurrently(1, [&](int) { g_sink = g_sink + fma_chains(iters, 1.0f); });
+  const double t0 = run_concurrently(1, [&](int) { g_sink = g_sink + loop.run(iters, 1.0f); });
   iters = std::max<std::int64_t>(iters, static_cast<std::int64_t>(double(iters) * 0.04 / std::max(t0, 1e-6)));
   double best = 0, best_wall = 0;
   for (int rep = 0; rep < 7; ++rep) {
     double util = 0;
     std::vector<double> cpu;
     const double t = run_concurrently(
-        threads, [&](int th) { g_sink = g_sink + fma_chains(iters, 1.0f + float(th)); }, &util, &cpu);
+        threads, [&](int th) { g_sink = g_sink + loop.run(iters, 1.0f + float(th)); }, &util, &cpu);
     const double flops = flops_per_iter * double(iters);
     double rate = 0;
     for (double c : cpu) rate += flops / std::max(c, 1e-9);
@@ -872,6 +940,20 @@ int main(int argc, char** argv) {
                                                     std::to_string(ATTEND_VERSION_MINOR) + "." +
                                                     std::to_string(ATTEND_VERSION_PATCH));
   benchmark::AddCustomContext("attend_simd", Eigen::SimdInstructionSetsInUse());
+  {
+    // The instruction set the kernels run with: the build's (header-only) or the variant
+    // attend::dispatch chose; the peak is measured with the same.
+    const std::vector<float> x(16, 0.5f);
+    const attend::ConstView<float, 4> view(x.data(), {1, 1, 1, 16});
+    const std::string isa = attend::Attend<float>(0.0, true).dispatch(view, view, view).isa;
+    g_fma_loop = fma_loop(isa);
+    benchmark::AddCustomContext("attend_isa", isa);
+#ifdef ATTEND_DISPATCH
+    benchmark::AddCustomContext("attend_kernels", "attend::dispatch");
+#else
+    benchmark::AddCustomContext("attend_kernels", "header-only");
+#endif
+  }
   if (peaks) {
     const std::vector<Row> run = filtered(rows, filter);
     std::vector<int> fma_threads, bw_threads;

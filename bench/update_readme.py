@@ -33,6 +33,9 @@ SUMMARY_MARKERS = ("<!-- perf-summary:begin -->", "<!-- perf-summary:end -->")
 
 # The README's table: one session's files (merged as report.py --prefer-util does), the machine and
 # the commit they were measured at (bench/results/README.md), and the rows to show.
+# "avx2_files" (optional): the same rows from attend_bench built for x86-64-v3 (AVX2 + FMA) in the
+# same session, shown as flash's fraction of the AVX2 build's own measured peak. The backward column
+# shows the flash backward's rows (flash_bwd/...) of "files" where they exist.
 SUMMARY = {
     "files": ["results/zen4_2core_s4.json"],
     "machine": "2-core AMD Zen 4 (AVX-512 with AVX512_BF16)",
@@ -112,9 +115,16 @@ def summary_section():
             f"GFLOP/s per path"
             + (f"; measured fp32 FMA peak {peak} GFLOP/s" if peak else "")
             + (f", read bandwidth {bw} GB/s" if bw else "") + "._")
-    out = [head, "",
-           "| shape | what | flash | mem_efficient | math | flash, fraction of the ceiling |",
-           "|---|---|---:|---:|---:|---|"]
+    avx2_files = [os.path.join(HERE, f) for f in SUMMARY.get("avx2_files", []) if os.path.exists(os.path.join(HERE, f))]
+    avx2 = report.load(avx2_files, prefer_util=True)[0] if avx2_files else None
+    backward = any(k[0] == "flash_bwd" and k[1] == typ and k[3] == threads for k in rows)
+    columns = ["shape", "what", "flash", "mem_efficient", "math", "flash, fraction of the ceiling"]
+    if backward:
+        columns.append("flash backward (fraction of the FMA peak)")
+    if avx2 is not None:
+        columns.append("flash built for AVX2 (x86-64-v3), fraction of its ceiling")
+    out = [head, "", "| " + " | ".join(columns) + " |",
+           "|---|---|---:|---:|---:|---|" + "---|" * (len(columns) - 6)]
     shapes = sorted({k[2] for k in rows if k[1] == typ and k[3] == threads},
                     key=lambda x: (report.rank(report.SHAPES, x), x))
     shared = False
@@ -126,16 +136,26 @@ def summary_section():
             if r is not None and r["cpu_util"] is not None and r["cpu_util"] < 0.9:
                 mark, shared = " †", True
             cells.append("–" if r is None or r["gflops"] is None else f"{r['gflops']:.1f}{mark}")
-        flash = rows.get(("flash", typ, shape, threads))
-        frac = "–"
-        if flash is not None and flash["bw_frac"] is not None:
-            frac = f"{flash['bw_frac']:.2f} of the read bandwidth (memory-bound)"
-        elif flash is not None and flash["peak_frac"] is not None:
-            frac = f"{flash['peak_frac']:.2f} of the FMA peak"
-        out.append(f"| {shape} | {SHAPE_NOTES.get(shape, '')} | {' | '.join(cells)} | {frac} |")
+        cells.append(ceiling_fraction(rows.get(("flash", typ, shape, threads))))
+        if backward:
+            r = rows.get(("flash_bwd", typ, shape, threads))
+            cells.append("–" if r is None or r["gflops"] is None else
+                         f"{r['gflops']:.1f} ({r['peak_frac']:.2f})" if r["peak_frac"] is not None else f"{r['gflops']:.1f}")
+        if avx2 is not None:
+            cells.append(ceiling_fraction(avx2.get(("flash", typ, shape, threads)), short=True))
+        out.append(f"| {shape} | {SHAPE_NOTES.get(shape, '')} | {' | '.join(cells)} |")
     if shared:
         out += ["", "† cpu_util below 0.9: the row shared its cores with other work (its numbers are low)."]
     return "\n".join(out) + "\n"
+
+
+def ceiling_fraction(row, short=False):
+    """A flash row's fraction of the ceiling measured in its run: read bandwidth for decode, else FMA peak."""
+    if row is not None and row["bw_frac"] is not None:
+        return f"{row['bw_frac']:.2f} of the read bandwidth" + ("" if short else " (memory-bound)")
+    if row is not None and row["peak_frac"] is not None:
+        return f"{row['peak_frac']:.2f}" + ("" if short else " of the FMA peak")
+    return "–"
 
 
 def replace_between(path, markers, body):

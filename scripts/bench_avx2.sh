@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds attend_bench for x86-64-v3 (AVX2 + FMA + F16C: ATTEND_BENCH_MARCH, bench/CMakeLists.txt) and
+# Builds attend_bench for x86-64-v3 (AVX2 + FMA + F16C: ATTEND_BENCH_ISA, bench/CMakeLists.txt) and
 # runs the rows that the AVX2 kernels are held to: flash f32, bf16 and f16 on long4k, bsr_time and
 # bsr_freq, and decode_gqa, at 1 and 2 threads, each against the FMA peak and read bandwidth of the
 # same instructions, measured in the same process (peak_frac, bw_frac). On an AVX-512 machine this
@@ -20,7 +20,7 @@ scripts/deps.sh
 build_dir="${BUILD_DIR:-build-bench-v3}"
 march="${MARCH:-x86-64-v3}"
 jobs="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
-configure=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DATTEND_BENCH_MARCH="$march"
+configure=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DATTEND_BENCH_ISA="$march"
            -DATTEND_BUILD_BENCHMARKS=ON -DATTEND_BUILD_TESTS=OFF -DATTEND_BUILD_EXAMPLES=OFF)
 if command -v ccache >/dev/null 2>&1; then
   configure+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)

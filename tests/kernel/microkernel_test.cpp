@@ -178,10 +178,13 @@ TYPED_TEST(Microkernel, StepHookRunsAsOftenAsHookCallsSays) {
   std::mt19937 rng(14);
   for (Index m : {Index(1), MR - 1, MR, MR + 1, Index(62), Index(64)}) {
     for (Index kc : {Index(1), Index(7), Index(8), Index(9), Index(62), Index(64)}) {
-      Aligned<Acc> a(static_cast<std::size_t>(m * kc + kc * Br)), b(static_cast<std::size_t>(kc * 2 * cols)),
-          c(static_cast<std::size_t>(m * std::max(Br, 2 * cols)));
+      // B is kc x Br for gemm_panel and kc x 2 cols for gemm_rows: 2 cols < Br where packets are
+      // narrower than AVX-512's (NEON, AVX2 doubles).
+      const Index ldb_max = std::max(Br, 2 * cols);
+      Aligned<Acc> a(static_cast<std::size_t>(m * kc + kc * Br)), b(static_cast<std::size_t>(kc * ldb_max)),
+          c(static_cast<std::size_t>(m * ldb_max));
       fill(a.get(), static_cast<std::size_t>(m * kc + kc * Br), rng);
-      fill(b.get(), static_cast<std::size_t>(kc * 2 * cols), rng);
+      fill(b.get(), static_cast<std::size_t>(kc * ldb_max), rng);
       Index calls = 0;
       const auto count = [&calls] { ++calls; };
       attend::detail::gemm_panel<FmaOps<Acc>, Store::overwrite>(m, kc, {a.get(), kc, 1}, b.get(), c.get(), nullptr,

@@ -10,6 +10,7 @@
 //
 // The table is docs/errors.md; the DocsTable test checks that each row's message excerpt is in it.
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -477,7 +478,413 @@ TYPED_TEST(BadInput, EdgesOfTheValidRangeAreAccepted) {
   }
 }
 
-// docs/errors.md is the table above (its one copy): every row's first message excerpt appears in it.
+// ---- The backward pass: its own table (docs/errors.md, "The backward pass") ----
+//
+// A valid backward call of the same shapes: q, k, v, the forward's out and the upstream gradient
+// dout in the input arena, the forward's lse in its own buffer, and dq, dk, dv (and dmask, where a
+// row asks for one) in a gradient arena pre-filled with a pattern that no refused call may change.
+
+constexpr Index kOffOut = 13312, kOffDout = 14336;           // in the input arena
+constexpr Index kGradSize = 8192, kOffDk = 1024, kOffDv = 2048, kOffDmask = 4096;  // dq at 0
+
+template <typename T>
+struct BackwardCall {
+  using Acc = attend::acc_t<T>;
+  std::vector<T> in = std::vector<T>(kInSize);
+  std::vector<T> gradbuf = std::vector<T>(kGradSize);
+  std::vector<Acc> lsebuf = std::vector<Acc>(kLseSize);
+  std::unique_ptr<bool[]> keepbuf = std::make_unique<bool[]>(kKeepSize);
+
+  ConstView<T, 4> q{in.data(), {kB, kHq, kNq, kD}};
+  ConstView<T, 4> k{in.data() + kOffK, {kB, kHkv, kNk, kD}};
+  ConstView<T, 4> v{in.data() + kOffV, {kB, kHkv, kNk, kDv}};
+  ConstView<T, 4> out{in.data() + kOffOut, {kB, kHq, kNq, kDv}};
+  ConstView<T, 4> dout{in.data() + kOffDout, {kB, kHq, kNq, kDv}};
+  ConstView<Acc, 3> lse{lsebuf.data(), {kB, kHq, kNq}};
+  attend::GradientViews<T> g{TensorView<T, 4>(gradbuf.data(), {kB, kHq, kNq, kD}),
+                             TensorView<T, 4>(gradbuf.data() + kOffDk, {kB, kHkv, kNk, kD}),
+                             TensorView<T, 4>(gradbuf.data() + kOffDv, {kB, kHkv, kNk, kDv}),
+                             {}};
+  attend::CallOptions<T> opt;
+
+  double dropout = 0.0;
+  std::optional<double> scale;
+  bool training = false;
+
+  BackwardCall() {
+    attend_test::fill(in.data(), kInSize, 2, 0.5);
+    std::memset(static_cast<void*>(gradbuf.data()), 0xA5, sizeof(T) * kGradSize);
+    for (Acc& l : lsebuf) l = Acc(2);  // a plausible lse: every weight exp(s - 2) is finite
+    for (Index i = 0; i < kKeepSize; ++i) keepbuf[i] = (i % 3) != 0;
+  }
+  T* mask_data() { return in.data() + kOffMask; }
+  /// An additive (Nq, Nk) mask in the input arena.
+  void additive_mask() { opt.mask = attend::Mask<T>::additive(ConstView<T, 2>(mask_data(), {kNq, kNk})); }
+  /// dmask of shape `dims` in the gradient arena.
+  template <int R>
+  void dmask(const std::array<Index, R>& dims) {
+    g.dmask = attend::MaskGrad<T>::of(TensorView<T, R>(gradbuf.data() + kOffDmask, dims));
+  }
+};
+
+/// The backward's entry points: backward() into views, the returning backward(), backward_dispatch(),
+/// backward_workspace_bytes() (which takes the dmask output too).
+enum BackwardEntry : unsigned { kBackward = 1, kBackwardReturning = 2, kBackwardDispatch = 4, kBackwardWorkspace = 8,
+                                kBackwardAll = 15 };
+
+template <typename T>
+struct BackwardRow {
+  std::string argument;
+  std::string condition;
+  std::function<void(BackwardCall<T>&)> setup;
+  std::vector<std::string> expect;
+  unsigned entries = kBackwardAll;
+  std::optional<Route> route{};
+};
+
+/// Views of one third of a packed (B, N, 3, H, D) buffer: (B, H, N, D) with strides (N·3·H·D, D, 3·H·D, 1).
+template <typename T>
+TensorView<T, 4> packed(T* base, Index B, Index N, Index H, Index D, Index which) {
+  return TensorView<T, 4>(base + which * H * D, {B, H, N, D}, {N * 3 * H * D, D, 3 * H * D, 1});
+}
+
+/// The packed-buffer call: q, k, v from one (B, N, 3, H, D) buffer in the input arena and dq, dk, dv
+/// into another in the gradient arena (B 2, N 5, H 2, D = Dv 8: a fused QKV projection's layout).
+template <typename T>
+void packed_call(BackwardCall<T>& c) {
+  constexpr Index B = 2, N = 5, H = 2, D = 8;
+  c.q = packed<const T>(c.in.data(), B, N, H, D, 0);
+  c.k = packed<const T>(c.in.data(), B, N, H, D, 1);
+  c.v = packed<const T>(c.in.data(), B, N, H, D, 2);
+  c.out = ConstView<T, 4>(c.in.data() + kOffOut, {B, H, N, D});
+  c.dout = ConstView<T, 4>(c.in.data() + kOffDout, {B, H, N, D});
+  c.lse = ConstView<attend::acc_t<T>, 3>(c.lsebuf.data(), {B, H, N});
+  c.g.dq = packed(c.gradbuf.data(), B, N, H, D, 0);
+  c.g.dk = packed(c.gradbuf.data(), B, N, H, D, 1);
+  c.g.dv = packed(c.gradbuf.data(), B, N, H, D, 2);
+}
+
+template <typename T>
+std::vector<BackwardRow<T>> backward_rows() {
+  using Acc = attend::acc_t<T>;
+  using C = BackwardCall<T>;
+  constexpr unsigned kViews = kBackward | kBackwardReturning;  // the calls that take out, lse and dout
+  std::vector<BackwardRow<T>> r;
+
+  // ---- q, k, v, the mask and causality: the forward's checks, on every backward entry point ----
+  r.push_back({"k", "batch size differs from q's (dimension 0)",
+               [](C& c) { c.k = view<T>(c.in.data() + kOffK, 3, kHkv, kNk, kD); },
+               {"q, k and v must have the same batch size B", "q (2, 4, 5, 8), k (3, 2, 7, 8), v (2, 2, 7, 6)"}});
+  r.push_back({"q, k", "Hq is not a multiple of Hkv",
+               [](C& c) { c.q = view<T>(c.in.data(), kB, 3, kNq, kD); },
+               {"the query heads Hq = 3 must be a multiple of the key/value heads Hkv = 2"}});
+  r.push_back({"mask", "bool mask, a dimension neither full nor 1",
+               [](C& c) { c.opt.mask = attend::Mask<T>::keep(ConstView<bool, 2>(c.keepbuf.get(), {kNq, 6})); },
+               {"bool mask of shape (1, 1, 5, 6) (rank 2, padded on the left to 4) does not broadcast to (B, Hq, Nq, Nk) = "
+                "(2, 4, 5, 7): dimension Nk is 6, must be 7 or 1"}});
+  r.push_back({"causal", "not one of the enumerators",
+               [](C& c) { c.opt.causal = static_cast<attend::Causal>(7); },
+               {"causal must be Causal::none, Causal::top_left or Causal::bottom_right"}});
+
+  // ---- out, lse and dout: the forward's results and the upstream gradient ----
+  r.push_back({"out", "wrong shape (D instead of Dv)",
+               [](C& c) { c.out = view<T>(c.in.data() + kOffOut, kB, kHq, kNq, kD); },
+               {"out has shape (2, 4, 5, 8) but must be (B, Hq, Nq, Dv) = (2, 4, 5, 6)"}, kViews});
+  r.push_back({"out", "a shape but a null data pointer",
+               [](C& c) { c.out = view<T>(nullptr, kB, kHq, kNq, kDv); },
+               {"out has shape (2, 4, 5, 6) but no data (null pointer)"}, kViews});
+  r.push_back({"dout", "wrong shape (Nk instead of Nq)",
+               [](C& c) { c.dout = view<T>(c.in.data() + kOffDout, kB, kHq, kNk, kDv); },
+               {"dout has shape (2, 4, 7, 6) but must be (B, Hq, Nq, Dv) = (2, 4, 5, 6)"}, kViews});
+  r.push_back({"dout", "zero stride",
+               [](C& c) { c.dout = ConstView<T, 4>(c.in.data() + kOffDout, {kB, kHq, kNq, kDv}, {120, 30, 0, 1}); },
+               {"dout has stride 0 in dimension 2", "strides must be positive"}, kViews});
+  r.push_back({"dout", "last dimension not contiguous",
+               [](C& c) { c.dout = ConstView<T, 4>(c.in.data() + kOffDout, {kB, kHq, kNq, kDv}, {240, 60, 12, 2}); },
+               {"dout must be contiguous in its last dimension, but has strides (240, 60, 12, 2)"}, kViews});
+  r.push_back({"lse", "missing (the forward was run without CallOptions::lse)",
+               [](C& c) { c.lse = ConstView<Acc, 3>(); },
+               {"the backward needs the forward's lse", "shape (B, Hq, Nq) = (2, 4, 5)"}, kViews});
+  r.push_back({"lse", "wrong shape (Nk instead of Nq)",
+               [](C& c) { c.lse = ConstView<Acc, 3>(c.lsebuf.data(), {kB, kHq, kNk}); },
+               {"lse has shape (2, 4, 7) but must be (B, Hq, Nq) = (2, 4, 5)"}, kViews});
+  r.push_back({"lse", "negative stride",
+               [](C& c) { c.lse = ConstView<Acc, 3>(c.lsebuf.data() + 40, {kB, kHq, kNq}, {-20, 5, 1}); },
+               {"lse has strides (-20, 5, 1): strides must be positive"}, kViews});
+
+  // ---- dq, dk, dv ----
+  r.push_back({"dq", "wrong shape (Dv instead of D)",
+               [](C& c) { c.g.dq = TensorView<T, 4>(c.gradbuf.data(), {kB, kHq, kNq, kDv}); },
+               {"dq has shape (2, 4, 5, 6) but must be (B, Hq, Nq, D) = (2, 4, 5, 8)"}, kBackward});
+  r.push_back({"dk", "wrong shape (Hq heads instead of Hkv)",
+               [](C& c) { c.g.dk = TensorView<T, 4>(c.gradbuf.data() + kOffDk, {kB, kHq, kNk, kD}); },
+               {"dk has shape (2, 4, 7, 8) but must be (B, Hkv, Nk, D) = (2, 2, 7, 8)"}, kBackward});
+  r.push_back({"dv", "wrong shape (D instead of Dv)",
+               [](C& c) { c.g.dv = TensorView<T, 4>(c.gradbuf.data() + kOffDv, {kB, kHkv, kNk, kD}); },
+               {"dv has shape (2, 2, 7, 8) but must be (B, Hkv, Nk, Dv) = (2, 2, 7, 6)"}, kBackward});
+  r.push_back({"dq", "a shape but a null data pointer",
+               [](C& c) { c.g.dq = TensorView<T, 4>(nullptr, {kB, kHq, kNq, kD}); },
+               {"dq has shape (2, 4, 5, 8) but no data (null pointer)"}, kBackward});
+  r.push_back({"dk", "negative stride",
+               [](C& c) { c.g.dk = TensorView<T, 4>(c.gradbuf.data() + kOffDk + 48, {kB, kHkv, kNk, kD}, {112, 56, -8, 1}); },
+               {"dk has stride -8 in dimension 2"}, kBackward});
+  r.push_back({"dv", "last dimension not contiguous",
+               [](C& c) { c.g.dv = TensorView<T, 4>(c.gradbuf.data() + kOffDv, {kB, kHkv, kNk, kDv}, {168, 84, 12, 2}); },
+               {"dv must be contiguous in its last dimension, but has strides (168, 84, 12, 2)"}, kBackward});
+  r.push_back({"dq", "elements overlap each other (row stride 4 < D = 8)",
+               [](C& c) { c.g.dq = TensorView<T, 4>(c.gradbuf.data(), {kB, kHq, kNq, kD}, {160, 40, 4, 1}); },
+               {"dq has strides (160, 40, 4, 1) for shape (2, 4, 5, 8): two of its elements share memory"}, kBackward});
+
+  // ---- overlaps: the gradients with each other and with every input ----
+  r.push_back({"dq, dk", "overlap each other",
+               [](C& c) { c.g.dk = TensorView<T, 4>(c.gradbuf.data() + 100, {kB, kHkv, kNk, kD}); },
+               {"dq overlaps the memory of dk: the gradients must not share memory"}, kBackward});
+  r.push_back({"dk, dv", "overlap each other",
+               [](C& c) { c.g.dv = TensorView<T, 4>(c.gradbuf.data() + kOffDk + 8, {kB, kHkv, kNk, kDv}); },
+               {"dk overlaps the memory of dv"}, kBackward});
+  r.push_back({"dq, dmask", "overlap each other",
+               [](C& c) {
+                 c.additive_mask();
+                 c.g.dmask = attend::MaskGrad<T>::of(TensorView<T, 2>(c.gradbuf.data() + 10, {kNq, kNk}));
+               },
+               {"dq overlaps the memory of dmask"}, kBackward});
+  r.push_back({"dq, dk, dv", "views into one packed (B, N, 3, H, D) buffer whose dk starts half a head into dq's",
+               [](C& c) {
+                 packed_call(c);
+                 c.g.dk = TensorView<T, 4>(c.g.dq.data() + 4, c.g.dq.dims(), c.g.dq.strides());
+               },
+               {"dq overlaps the memory of dk", "the gradients must not share memory"}, kBackward});
+  r.push_back({"dq", "overlaps q's memory",
+               [](C& c) { c.g.dq = TensorView<T, 4>(c.in.data() + 100, {kB, kHq, kNq, kD}); },
+               {"dq overlaps the memory of q: an output must not alias an input"}, kBackward});
+  r.push_back({"dk", "is k (in place)",
+               [](C& c) { c.g.dk = TensorView<T, 4>(c.in.data() + kOffK, {kB, kHkv, kNk, kD}); },
+               {"dk overlaps the memory of k"}, kBackward});
+  r.push_back({"dv", "overlaps v's memory",
+               [](C& c) { c.g.dv = TensorView<T, 4>(c.in.data() + kOffV + 7, {kB, kHkv, kNk, kDv}); },
+               {"dv overlaps the memory of v"}, kBackward});
+  r.push_back({"dq", "overlaps out's memory",
+               [](C& c) { c.g.dq = TensorView<T, 4>(c.in.data() + kOffOut + 200, {kB, kHq, kNq, kD}); },
+               {"dq overlaps the memory of out"}, kBackward});
+  r.push_back({"dv", "is dout (in place)",
+               [](C& c) { c.g.dv = TensorView<T, 4>(c.in.data() + kOffDout, {kB, kHkv, kNk, kDv}); },
+               {"dv overlaps the memory of dout"}, kBackward});
+  r.push_back({"dk", "overlaps lse's memory",
+               [](C& c) { c.g.dk = TensorView<T, 4>(reinterpret_cast<T*>(c.lsebuf.data()), {kB, kHkv, kNk, kD}); },
+               {"dk overlaps the memory of lse"}, kBackward});
+  r.push_back({"dq", "overlaps the bool mask",
+               [](C& c) {
+                 c.opt.mask = attend::Mask<T>::keep(
+                     ConstView<bool, 2>(reinterpret_cast<const bool*>(c.gradbuf.data()) + 3, {kNq, kNk}));
+               },
+               {"dq overlaps the memory of the mask"}, kBackward});
+  r.push_back({"dmask", "is the additive mask (in place)",
+               [](C& c) {
+                 c.additive_mask();
+                 c.g.dmask = attend::MaskGrad<T>::of(TensorView<T, 2>(c.mask_data(), {kNq, kNk}));
+               },
+               {"dmask overlaps the memory of the mask"}, kBackward | kBackwardWorkspace});
+
+  // ---- dmask ----
+  r.push_back({"dmask", "requested without a mask",
+               [](C& c) { c.template dmask<2>({kNq, kNk}); },
+               {"dmask needs an additive mask in CallOptions::mask (Mask<T>::additive); this call has no mask"},
+               kBackward | kBackwardWorkspace});
+  r.push_back({"dmask", "requested with a bool mask",
+               [](C& c) {
+                 c.opt.mask = attend::Mask<T>::keep(ConstView<bool, 2>(c.keepbuf.get(), {kNq, kNk}));
+                 c.template dmask<2>({kNq, kNk});
+               },
+               {"dmask needs an additive mask in CallOptions::mask (Mask<T>::additive); this call has a bool mask"},
+               kBackward | kBackwardWorkspace});
+  r.push_back({"dmask", "shape differs from the mask's",
+               [](C& c) {
+                 c.additive_mask();
+                 c.template dmask<2>({kNq, 6});
+               },
+               {"dmask has shape (1, 1, 5, 6) (padded on the left to 4) but must have the mask's shape (1, 1, 5, 7)"},
+               kBackward | kBackwardWorkspace});
+  r.push_back({"dmask", "full where the mask broadcasts ((B, 1, Nq, Nk) for a (B, 1, 1, Nk) mask)",
+               [](C& c) {
+                 c.opt.mask = attend::Mask<T>::additive(ConstView<T, 4>(c.mask_data(), {kB, 1, 1, kNk}));
+                 c.template dmask<4>({kB, 1, kNq, kNk});
+               },
+               {"dmask has shape (2, 1, 5, 7) (padded on the left to 4) but must have the mask's shape (2, 1, 1, 7)"},
+               kBackward | kBackwardWorkspace});
+  r.push_back({"dmask", "a shape but a null data pointer",
+               [](C& c) {
+                 c.additive_mask();
+                 c.g.dmask = attend::MaskGrad<T>::of(TensorView<T, 2>(nullptr, {kNq, kNk}));
+               },
+               {"dmask has shape (1, 1, 5, 7) but no data (null pointer)"}, kBackward | kBackwardWorkspace});
+  r.push_back({"dmask", "zero stride on a dimension of size > 1",
+               [](C& c) {
+                 c.additive_mask();
+                 c.g.dmask = attend::MaskGrad<T>::of(TensorView<T, 2>(c.gradbuf.data() + kOffDmask, {kNq, kNk}, {0, 1}));
+               },
+               {"dmask has stride 0 in dimension 2 of its padded shape (1, 1, 5, 7)"}, kBackward | kBackwardWorkspace});
+  r.push_back({"dmask", "elements overlap each other (row stride 3 < Nk = 7)",
+               [](C& c) {
+                 c.additive_mask();
+                 c.g.dmask = attend::MaskGrad<T>::of(TensorView<T, 2>(c.gradbuf.data() + kOffDmask, {kNq, kNk}, {3, 1}));
+               },
+               {"dmask has strides (0, 0, 3, 1) for shape (1, 1, 5, 7): two of its elements share memory"},
+               kBackward | kBackwardWorkspace});
+
+  // ---- dropout's counter words and the paths, as for the forward ----
+  r.push_back({"q", "dropout with Nq >= 2^32 (Philox counter word)",
+               [](C& c) {
+                 const Index n = Index(1) << 32;
+                 c.q = ConstView<T, 4>(c.in.data(), {1, 2, n, kD}, {2 * n * kD, n * kD, kD, 1});
+                 c.k = view<T>(c.in.data() + kOffK, 1, 2, kNk, kD);
+                 c.v = view<T>(c.in.data() + kOffV, 1, 2, kNk, kDv);
+                 c.dropout = 0.5;
+                 c.training = true;
+               },
+               {"dropout's Philox counter holds i, j / 4 and b * Hq + h in 32 bits each", "q (1, 2, 4294967296, 8)"},
+               kBackwardDispatch | kBackwardWorkspace});
+  const Route flash_only = attend_test::forced_routes()[0];
+  Route none = {"none enabled", true, attend_test::only(attend::Path::flash), attend::Path::flash};
+  none.config.enable_flash = false;
+  r.push_back({"config", "only flash enabled, D > kMaxTiledHeadDim",
+               [](C& c) {
+                 c.q = view<T>(c.in.data(), 1, 1, 3, 1025);
+                 c.k = view<T>(c.in.data() + kOffK, 1, 1, 3, 1025);
+                 c.v = view<T>(c.in.data() + kOffV, 1, 1, 3, kDv);
+                 c.out = view<T>(c.in.data() + kOffOut, 1, 1, 3, kDv);
+                 c.dout = view<T>(c.in.data() + kOffDout, 1, 1, 3, kDv);
+                 c.lse = ConstView<Acc, 3>(c.lsebuf.data(), {1, 1, 3});
+                 c.g.dq = TensorView<T, 4>(c.gradbuf.data(), {1, 1, 3, 1025});
+                 c.g.dk = TensorView<T, 4>(c.gradbuf.data() + 3075, {1, 1, 3, 1025});
+                 c.g.dv = TensorView<T, 4>(c.gradbuf.data() + 6150, {1, 1, 3, kDv});
+               },
+               {"no enabled path can serve this call: flash: head dimensions D = 1025, Dv = 6 exceed the tiled kernels' "
+                "limit of 1024; mem_efficient: disabled in FlashAttentionConfig; math: disabled in FlashAttentionConfig"},
+               kBackwardAll, flash_only});
+  r.push_back({"config", "every path disabled (flash = true)", [](C&) {},
+               {"no enabled path can serve this call: flash: disabled in FlashAttentionConfig; mem_efficient: disabled "
+                "in FlashAttentionConfig; math: disabled in FlashAttentionConfig"},
+               kBackwardAll, none});
+  return r;
+}
+
+const char* backward_entry_name(BackwardEntry e) {
+  switch (e) {
+    case kBackward: return "backward(grads)";
+    case kBackwardReturning: return "backward() returning";
+    case kBackwardDispatch: return "backward_dispatch()";
+    case kBackwardWorkspace: return "backward_workspace_bytes()";
+    default: return "?";
+  }
+}
+
+template <typename T>
+bool backward_throws_error(const Route& route, BackwardCall<T>& c, BackwardEntry e, std::string& message) {
+  try {
+    attend::Attend<T> a(c.dropout, route.flash, c.scale, route.config, /*seed=*/42);
+    a.train(c.training);
+    switch (e) {
+      case kBackward: attend_test::backward(a, c.q, c.k, c.v, c.out, c.lse, c.dout, c.g, c.opt); break;
+      case kBackwardReturning: (void)attend_test::backward_returning(a, c.q, c.k, c.v, c.out, c.lse, c.dout, c.opt); break;
+      case kBackwardDispatch: (void)a.backward_dispatch(c.q, c.k, c.v, c.opt); break;
+      case kBackwardWorkspace: (void)a.backward_workspace_bytes(c.q, c.k, c.v, c.opt, c.g.dmask); break;
+      default: break;
+    }
+    message = "no exception";
+    return false;
+  } catch (const attend::Error& err) {
+    message = err.what();
+    return true;
+  } catch (const std::exception& err) {
+    message = std::string("a std::exception that is not attend::Error: ") + err.what();
+    return false;
+  } catch (...) {
+    message = "an exception that is not a std::exception";
+    return false;
+  }
+}
+
+constexpr BackwardEntry kBackwardEntries[] = {kBackward, kBackwardReturning, kBackwardDispatch, kBackwardWorkspace};
+
+// The unbroken backward call works on every route and entry point, with and without dmask; so do
+// views into one packed (B, N, 3, H, D) gradient buffer (interleaved, not overlapping), and gradients
+// interleaved with the inputs in one (B, N, 6, H, D) buffer (q, k, v, dq, dk, dv: disjoint elements).
+TYPED_TEST(BadInput, BackwardValidCallsAreAccepted) {
+  using T = TypeParam;
+  const std::pair<const char*, std::function<void(BackwardCall<T>&)>> valid[] = {
+      {"plain", [](BackwardCall<T>&) {}},
+      {"dmask", [](BackwardCall<T>& c) {
+         c.additive_mask();
+         c.template dmask<2>({kNq, kNk});
+       }},
+      {"packed (B, N, 3, H, D) gradients", packed_call<T>},
+      {"gradients interleaved with the inputs (B, N, 6, H, D)", [](BackwardCall<T>& c) {
+         packed_call(c);
+         constexpr Index B = 2, N = 5, H = 2, D = 8;  // thirds of a (B, N, 6, H, D) buffer: strides of 6 heads
+         T* base = c.gradbuf.data();
+         const std::array<Index, 4> dims{B, H, N, D}, st{N * 6 * H * D, D, 6 * H * D, 1};
+         c.q = ConstView<T, 4>(base, dims, st);
+         c.k = ConstView<T, 4>(base + H * D, dims, st);
+         c.v = ConstView<T, 4>(base + 2 * H * D, dims, st);
+         c.g.dq = TensorView<T, 4>(base + 3 * H * D, dims, st);
+         c.g.dk = TensorView<T, 4>(base + 4 * H * D, dims, st);
+         c.g.dv = TensorView<T, 4>(base + 5 * H * D, dims, st);
+         attend_test::fill(base, B * N * 6 * H * D, 3, 0.5);
+       }},
+  };
+  for (const auto& call : valid) {
+    for (const Route& route : attend_test::routes()) {
+      for (BackwardEntry e : kBackwardEntries) {
+        BackwardCall<T> c;
+        call.second(c);
+        std::string message;
+        EXPECT_FALSE(backward_throws_error(route, c, e, message))
+            << call.first << " [" << route.name << ", " << backward_entry_name(e) << "]: " << message;
+        if (e == kBackward && std::string(call.first) != "plain") {  // premise: the call wrote its gradients
+          EXPECT_NE(std::memcmp(&c.g.dq(0, 0, 0, 0), &c.g.dq(0, 0, 1, 0), sizeof(T)), 0) << call.first;
+          EXPECT_TRUE(attend_test::is_finite(c.g.dv(1, 1, 4, 5))) << call.first << " [" << route.name << "]";
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(BadInput, EveryBackwardRowThrowsAndWritesNothing) {
+  using T = TypeParam;
+  using Acc = attend::acc_t<T>;
+  int checked = 0;
+  for (const BackwardRow<T>& row : backward_rows<T>()) {
+    std::vector<Route> routes;
+    if (row.route) {
+      routes.push_back(*row.route);
+    } else {
+      routes.assign(attend_test::routes().begin(), attend_test::routes().end());
+    }
+    for (const Route& route : routes) {
+      for (BackwardEntry e : kBackwardEntries) {
+        if ((row.entries & e) == 0) continue;
+        SCOPED_TRACE(row.argument + ": " + row.condition + " [" + route.name + ", " + backward_entry_name(e) + "]");
+        BackwardCall<T> c;
+        row.setup(c);
+        const std::vector<T> in0 = c.in, grad0 = c.gradbuf;
+        const std::vector<Acc> lse0 = c.lsebuf;
+        std::string message;
+        ASSERT_TRUE(backward_throws_error(route, c, e, message)) << message;
+        EXPECT_EQ(message.rfind("attend: ", 0), 0u) << message;
+        for (const std::string& part : row.expect) {
+          EXPECT_NE(message.find(part), std::string::npos) << "message: " << message << "\nmissing: " << part;
+        }
+        EXPECT_EQ(std::memcmp(c.gradbuf.data(), grad0.data(), sizeof(T) * grad0.size()), 0) << "a gradient was written";
+        EXPECT_EQ(std::memcmp(c.lsebuf.data(), lse0.data(), sizeof(Acc) * lse0.size()), 0) << "lse was written";
+        EXPECT_EQ(std::memcmp(c.in.data(), in0.data(), sizeof(T) * in0.size()), 0) << "an input was written";
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 200);
+}
+
+// docs/errors.md is the tables above (their one copy): every row's first message excerpt appears in it.
 TEST(DocsTable, ListsEveryRow) {
   for (const char* path : {ATTEND_ROBUST_ERRORS_MD}) {
     std::ifstream f(path);
@@ -488,6 +895,13 @@ TEST(DocsTable, ListsEveryRow) {
     for (const Row<float>& row : rows<float>()) {
       EXPECT_NE(doc.find(row.expect.front()), std::string::npos)
           << path << " lacks the row " << row.argument << ": " << row.condition << " (" << row.expect.front() << ")";
+    }
+    const std::string::size_type backward_section = doc.find("## The backward pass");
+    ASSERT_NE(backward_section, std::string::npos) << path << " lacks the backward's table";
+    for (const BackwardRow<float>& row : backward_rows<float>()) {
+      EXPECT_NE(doc.find(row.expect.front(), backward_section), std::string::npos)
+          << path << " lacks the backward row " << row.argument << ": " << row.condition << " (" << row.expect.front()
+          << ")";
     }
   }
 }
@@ -500,6 +914,17 @@ TEST(DocsTable, Print) {
     std::string entries = row.entries == kAll ? "all" : "";
     for (Entry e : {kForward, kReturning, kDispatch, kWorkspace}) {
       if (row.entries != kAll && (row.entries & e)) entries += std::string(entries.empty() ? "" : ", ") + entry_name(e);
+    }
+    std::string cond = row.condition + (row.route ? std::string(" [") + row.route->name + " route]" : "");
+    std::cout << "| `" << row.argument << "` | " << cond << " | " << entries << " | `" << row.expect.front() << "` |\n";
+  }
+  std::cout << "\n| Argument | Condition | Entry points | Message excerpt |\n|---|---|---|---|\n";
+  for (const BackwardRow<float>& row : backward_rows<float>()) {
+    std::string entries = row.entries == kBackwardAll ? "all" : "";
+    for (BackwardEntry e : kBackwardEntries) {
+      if (row.entries != kBackwardAll && (row.entries & e)) {
+        entries += std::string(entries.empty() ? "" : ", ") + backward_entry_name(e);
+      }
     }
     std::string cond = row.condition + (row.route ? std::string(" [") + row.route->name + " route]" : "");
     std::cout << "| `" << row.argument << "` | " << cond << " | " << entries << " | `" << row.expect.front() << "` |\n";

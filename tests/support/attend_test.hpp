@@ -329,6 +329,64 @@ attend::Tensor<T, 4> call(const attend::Attend<T>& a, const attend::ConstView<no
                           const attend::CallOptions<nondeduced<T>>& options = {});
 
 // ---------------------------------------------------------------------------------------------
+// The backward pass
+
+/// A training step of one problem: the forward (out, lse) and the gradients of L = Σ out ∘ dout, in
+/// double and raw (for bitwise comparisons). dmask is empty unless it was asked for.
+template <typename T>
+struct GradResult {
+  Result<T> fwd;
+  std::vector<double> dq, dk, dv, dmask;
+  std::vector<T> raw_dq, raw_dk, raw_dv, raw_dmask;
+  attend::Dispatch dispatch;  // the backward's
+};
+
+/// Runs `in` (converted to T) forward with lse, then backward with `dout` (converted to T), both
+/// through one Attend<T> as `spec` says (route, dropout in training, seed, offset, device), the
+/// gradients into compact tensors; with `want_dmask` (an additive mask only) dmask too, in the
+/// mask's own shape. Defined in the attend_test_support library for each T.
+template <typename T>
+GradResult<T> run_grad(const Inputs& in, const std::vector<double>& dout, const RunSpec& spec, bool want_dmask = false);
+
+/// a.backward(q, k, v, out, lse, dout, grads, options). Defined in the attend_test_support library for
+/// each T.
+template <typename T>
+void backward(const attend::Attend<T>& a, const attend::ConstView<nondeduced<T>, 4>& q,
+              const attend::ConstView<nondeduced<T>, 4>& k, const attend::ConstView<nondeduced<T>, 4>& v,
+              const attend::ConstView<nondeduced<T>, 4>& out, const attend::ConstView<attend::acc_t<nondeduced<T>>, 3>& lse,
+              const attend::ConstView<nondeduced<T>, 4>& dout, const attend::GradientViews<nondeduced<T>>& grads,
+              const attend::CallOptions<nondeduced<T>>& options = {});
+
+/// a.backward(q, k, v, out, lse, dout, options), the form that returns new tensors. Defined in the
+/// attend_test_support library for each T.
+template <typename T>
+attend::Gradients<T> backward_returning(const attend::Attend<T>& a, const attend::ConstView<nondeduced<T>, 4>& q,
+                                        const attend::ConstView<nondeduced<T>, 4>& k,
+                                        const attend::ConstView<nondeduced<T>, 4>& v,
+                                        const attend::ConstView<nondeduced<T>, 4>& out,
+                                        const attend::ConstView<attend::acc_t<nondeduced<T>>, 3>& lse,
+                                        const attend::ConstView<nondeduced<T>, 4>& dout,
+                                        const attend::CallOptions<nondeduced<T>>& options = {});
+
+/// A MaskGrad of runtime rank 1..4 over `data` (row-major, shape `dims`).
+template <typename T>
+attend::MaskGrad<T> make_mask_grad(T* data, const std::vector<Index>& dims) {
+  auto arr = [&](auto rank_tag) {
+    constexpr int R = decltype(rank_tag)::value;
+    std::array<Index, R> a{};
+    for (int r = 0; r < R; ++r) a[static_cast<std::size_t>(r)] = dims[static_cast<std::size_t>(r)];
+    return attend::MaskGrad<T>::template of<R>(attend::TensorView<T, R>(data, a));
+  };
+  switch (dims.size()) {
+    case 1: return arr(std::integral_constant<int, 1>{});
+    case 2: return arr(std::integral_constant<int, 2>{});
+    case 3: return arr(std::integral_constant<int, 3>{});
+    case 4: return arr(std::integral_constant<int, 4>{});
+    default: throw std::invalid_argument("attend_test::make_mask_grad: rank must be 1..4");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Comparisons
 
 /// Largest |x| over the finite entries.
@@ -443,6 +501,17 @@ bool same_bits(const C& a, const C& b) {
 //     tol_grad = eps(T)·max|ref| + C·u·A·(1 + sqrt(D)·S + sqrt(Dv) + sqrt(n)).
 // Measured on the golden cases with the reference's own double computation (reference_test.cpp,
 // ATTEND_GOLDEN_VERBOSE=1): at most 2.5% of tol_grad against PyTorch's gradients.
+// A backward that reads D_i = rowsum(dout_i ∘ out_i) from the forward's out (the flash path, as
+// FlashAttention-2 does) inherits out's error: its kernel error (C·u·(1 + growth) relative to the size
+// of out's terms) and its rounding to T (eps(T)/2 relative to out's value). Through
+// dS_ij = P_ij (dP_ij − D_i) it moves dq, dk and dmask by up to those relative errors times
+//   R_terms  = the largest sum over an element's terms of |∂term/∂D_i| · Σ_d |dout_id| Σ_j |w_ij v_jd|,
+//   R_values = the same with |out_id| for Σ_j |w_ij v_jd|     (Gradients::rowsum_terms, rowsum_values).
+// So the gradients that depend on D_i add (eps(T)/2, counted twice as above)
+//     eps(T)·R_values + C·u·(1 + sqrt(D)·S + sqrt(Dv) + sqrt(n))·R_terms.
+// The term matters where dq, dk or dmask is small beside its terms: with one key (dq = 0 exactly: dP_i
+// = D_i) and for 16-bit T with logits in the hundreds (P nearly one-hot, |k| ~ 15), where the flash
+// path's bf16 and f16 gradients measured 2.2 and 3.9 times tol_grad without it.
 // ---------------------------------------------------------------------------------------------
 
 constexpr double kTolC = 4.0;
@@ -494,15 +563,18 @@ Tolerance tolerance(const Inputs& in_as_fed, double ref_max_abs, double lse_max_
 
 /// The tolerance of one gradient of a T computation of `in_as_fed` against a reference whose
 /// gradient has max |.| `ref_max_abs`, whose elements sum at most `terms` in absolute value
-/// (Gradients::terms) over `n` terms each (see the derivation above).
+/// (Gradients::terms) over `n` terms each (see the derivation above). `rowsum_terms` and
+/// `rowsum_values` (Gradients::rowsum_terms and rowsum_values; 0 for dv) add the error a D_i read from
+/// the forward's out inherits.
 template <typename T>
-double grad_tolerance(const Inputs& in_as_fed, double ref_max_abs, double terms, Index n) {
+double grad_tolerance(const Inputs& in_as_fed, double ref_max_abs, double terms, Index n, double rowsum_terms = 0.0,
+                      double rowsum_values = 0.0) {
   const double u = eps<attend::acc_t<T>>();
   const Magnitudes m = magnitudes(in_as_fed);
   const double growth = std::sqrt(static_cast<double>(in_as_fed.D)) * m.S +
                         std::sqrt(static_cast<double>(in_as_fed.Dv)) +
                         std::sqrt(static_cast<double>(std::max<Index>(n, 1)));
-  return eps<T>() * ref_max_abs + kTolC * u * terms * (1.0 + growth);
+  return eps<T>() * ref_max_abs + kTolC * u * (terms + rowsum_terms) * (1.0 + growth) + eps<T>() * rowsum_values;
 }
 
 /// Where a flat (B, H, N, X) index points, for messages.

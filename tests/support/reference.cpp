@@ -171,6 +171,10 @@ Gradients naive_backward(const Inputs& in, const std::vector<double>& dout, cons
   if (additive) g.dmask.assign(in.mask_add.size(), 0.0);
   // The same sums over the absolute values of their terms.
   std::vector<double> adq(g.dq.size(), 0.0), adk(g.dk.size(), 0.0), adv(g.dv.size(), 0.0), adm(g.dmask.size(), 0.0);
+  // The sums of |∂term/∂D_i| · |D_i's own terms| (Gradients::rowsum_terms), and with |out| for the
+  // terms of out (Gradients::rowsum_values).
+  std::vector<double> rdq(g.dq.size(), 0.0), rdk(g.dk.size(), 0.0), rdm(g.dmask.size(), 0.0);
+  std::vector<double> vdq(g.dq.size(), 0.0), vdk(g.dk.size(), 0.0), vdm(g.dmask.size(), 0.0);
   std::vector<double> out(static_cast<std::size_t>(in.Dv));
   Row r;
   for (Index b = 0; b < in.B; ++b)
@@ -182,6 +186,17 @@ Gradients naive_backward(const Inputs& in, const std::vector<double>& dout, cons
         const double* go = dout.data() + L.row_at(b, h, i) * static_cast<std::size_t>(in.Dv);
         double rowsum = 0;  // rowsum(dout ∘ out)
         for (Index d = 0; d < in.Dv; ++d) rowsum += go[d] * out[static_cast<std::size_t>(d)];
+        double rowsum_abs = 0;  // Σ_d |dout_id| · Σ_j |w_ij v_jd|: the size of rowsum's terms
+        double rowsum_val = 0;  // Σ_d |dout_id| · |out_id|
+        for (Index d = 0; d < in.Dv; ++d) {
+          double a = 0;
+          for (Index j = 0; j < in.Nk; ++j) {
+            const double w = r.P[static_cast<std::size_t>(j)] * r.factor[static_cast<std::size_t>(j)];
+            if (w != 0) a += std::abs(w * in.v[L.v_at(b, h, j, d)]);
+          }
+          rowsum_abs += std::abs(go[d]) * a;
+          rowsum_val += std::abs(go[d] * out[static_cast<std::size_t>(d)]);
+        }
         for (Index j = 0; j < in.Nk; ++j) {
           const double P = r.P[static_cast<std::size_t>(j)], factor = r.factor[static_cast<std::size_t>(j)];
           const double w = P * factor;
@@ -200,12 +215,18 @@ Gradients naive_backward(const Inputs& in, const std::vector<double>& dout, cons
             const double tq = scale * dS * in.k[L.k_at(b, h, j, d)], tk = scale * dS * in.q[L.q_at(b, h, i, d)];
             g.dq[L.q_at(b, h, i, d)] += tq;
             adq[L.q_at(b, h, i, d)] += std::abs(tq);
+            rdq[L.q_at(b, h, i, d)] += std::abs(scale * P * in.k[L.k_at(b, h, j, d)]) * rowsum_abs;
+            vdq[L.q_at(b, h, i, d)] += std::abs(scale * P * in.k[L.k_at(b, h, j, d)]) * rowsum_val;
             g.dk[L.k_at(b, h, j, d)] += tk;
             adk[L.k_at(b, h, j, d)] += std::abs(tk);
+            rdk[L.k_at(b, h, j, d)] += std::abs(scale * P * in.q[L.q_at(b, h, i, d)]) * rowsum_abs;
+            vdk[L.k_at(b, h, j, d)] += std::abs(scale * P * in.q[L.q_at(b, h, i, d)]) * rowsum_val;
           }
           if (additive) {
             g.dmask[L.mask_at(b, h, i, j)] += dS;
             adm[L.mask_at(b, h, i, j)] += std::abs(dS);
+            rdm[L.mask_at(b, h, i, j)] += std::abs(P) * rowsum_abs;
+            vdm[L.mask_at(b, h, i, j)] += std::abs(P) * rowsum_val;
           }
         }
       }
@@ -213,6 +234,12 @@ Gradients naive_backward(const Inputs& in, const std::vector<double>& dout, cons
   g.terms.dk = max_of(adk);
   g.terms.dv = max_of(adv);
   g.terms.dmask = max_of(adm);
+  g.rowsum_terms.dq = max_of(rdq);
+  g.rowsum_terms.dk = max_of(rdk);
+  g.rowsum_terms.dmask = max_of(rdm);
+  g.rowsum_values.dq = max_of(vdq);
+  g.rowsum_values.dk = max_of(vdk);
+  g.rowsum_values.dmask = max_of(vdm);
   return g;
 }
 

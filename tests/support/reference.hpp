@@ -79,6 +79,16 @@ struct Gradients {
   struct {
     double dq = 0, dk = 0, dv = 0, dmask = 0;
   } terms;
+  /// For dq, dk and dmask (dv does not depend on D_i = rowsum(dout ∘ out)), the largest sum over one
+  /// element's terms of |∂term/∂D_i| · Σ_d |dout_id| · X_id, with X_id = Σ_j |w_ij v_jd| (the size of
+  /// out_id's own terms: `terms`) or |out_id| (`values`): how far the element moves when each out_id
+  /// moves by a relative error of its terms or of its value. A backward that reads D_i from the
+  /// forward's out (the flash path, as FlashAttention-2) inherits out's kernel error (relative to its
+  /// terms) and its rounding to T (relative to its value) (attend_test::grad_tolerance).
+  struct RowsumTerms {
+    double dq = 0, dk = 0, dmask = 0;
+  };
+  RowsumTerms rowsum_terms, rowsum_values;
 };
 
 /// The gradients of Σ out ∘ dout for `in`, in double; dout is (B, Hq, Nq, Dv).
@@ -89,6 +99,13 @@ Gradients naive_backward(const Inputs& in, const std::vector<double>& dout, cons
 template <typename T>
 Forward reference(const Inputs& in, const RunSpec& spec = {}) {
   return naive_forward(rounded<T>(in), dropout_of(spec));
+}
+
+/// The reference gradients for a T computation of `in` with upstream gradient `dout`, run as `spec`
+/// says: the naive backward in double on the inputs and dout rounded to T, with the same dropout.
+template <typename T>
+Gradients grad_reference(const Inputs& in, const std::vector<double>& dout, const RunSpec& spec = {}) {
+  return naive_backward(rounded<T>(in), round_all<T>(dout), dropout_of(spec));
 }
 
 }  // namespace attend_test

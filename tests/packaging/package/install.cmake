@@ -1,7 +1,8 @@
 # cmake -DBUILD_DIR=<build> -DPREFIX=<prefix> [-DCONFIG=<cfg>] -DINCLUDEDIR=include
 #       -DCMAKEDIR=share/cmake/attend -DPKGCONFIGDIR=share/pkgconfig -P install.cmake
 # Installs attend's build tree into PREFIX from scratch and checks that exactly the package's files
-# landed there: the headers, the three CMake package files and attend.pc (no test binaries, no data).
+# landed there: the headers, the three CMake package files and attend.pc (no test binaries, no data),
+# and attend::dispatch's library when it was built (ATTEND_BUILD_DISPATCH).
 cmake_minimum_required(VERSION 3.21)
 
 foreach(var BUILD_DIR PREFIX INCLUDEDIR CMAKEDIR PKGCONFIGDIR)
@@ -39,7 +40,8 @@ set(unexpected "")
 foreach(file IN LISTS installed)
   if(NOT file MATCHES "^${INCLUDEDIR}/attend/(detail/([a-z0-9_]+/)?)?[a-z0-9_]+\\.hpp$"
      AND NOT file MATCHES "^${CMAKEDIR}/attend(Config|ConfigVersion|Targets(-[a-z]+)?)\\.cmake$"
-     AND NOT file STREQUAL "${PKGCONFIGDIR}/attend.pc")
+     AND NOT file STREQUAL "${PKGCONFIGDIR}/attend.pc"
+     AND NOT file MATCHES "^lib(64)?(/[^/]+)?/libattend_dispatch\\.a$")  # attend::dispatch, when built
     list(APPEND unexpected "${file}")
   endif()
 endforeach()

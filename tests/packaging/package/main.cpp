@@ -1,10 +1,14 @@
-// A consumer of attend: one small attention whose answer is known, on every path, plus the version.
-// Built by tests/packaging/CMakeLists.txt once per way of getting attend (find_package, add_subdirectory,
-// FetchContent, pkg-config); exits non-zero on any mismatch.
+// A consumer of attend: one small attention whose answer is known, forward and backward, on every
+// path, plus the version. Built by tests/packaging/CMakeLists.txt once per way of getting attend
+// (find_package, add_subdirectory, FetchContent, pkg-config, and linking attend::dispatch); exits
+// non-zero on any mismatch, and 77 (ctest's skip) when ATTEND_EXPECT_LEVEL names a level this CPU
+// cannot run.
 #include <attend/attend.hpp>
 
 #include <cmath>    // std::abs, std::isfinite
 #include <cstdio>   // std::printf, std::fprintf
+#include <cstdlib>  // std::getenv
+#include <cstring>  // std::strcmp
 #include <string>   // std::string, std::to_string
 
 namespace {
@@ -17,6 +21,32 @@ void check(bool ok, const std::string& what) {
     ++failures;
   }
 }
+
+#ifdef ATTEND_DISPATCH
+// attend::dispatch: the instruction set Dispatch::isa reports for a level ATTEND_ISA forces, or
+// nullptr where this CPU cannot run it (and the selector falls back to another).
+const char* isa_of_level(const char* level) {
+  struct Level {
+    const char* name;
+    const char* isa;
+  };
+  static const Level levels[] = {
+      {"x86-64", "sse2"}, {"x86-64-v3", "avx2"}, {"x86-64-v4", "avx512"}, {"x86-64-v4-bf16", "avx512_bf16"}};
+  for (const Level& l : levels) {
+    if (std::strcmp(level, l.name) != 0) continue;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    const bool runs[] = {true, v3, v4, v4 && __builtin_cpu_supports("avx512bf16")};
+    if (!runs[&l - levels]) return nullptr;
+#endif
+    return l.isa;
+  }
+  return nullptr;
+}
+#endif
 
 }  // namespace
 
@@ -57,6 +87,18 @@ int main() {
 
     const std::string name = attend::path_name(path);
     check(dispatch.path == path, name + ": ran " + attend::path_name(dispatch.path));
+    check(*dispatch.isa != '\0', name + ": Dispatch::isa is empty");
+#ifdef ATTEND_DISPATCH
+    if (const char* level = std::getenv("ATTEND_EXPECT_LEVEL")) {
+      const char* want = isa_of_level(level);
+      if (want == nullptr) {
+        std::printf("attend_consumer: this CPU cannot run %s: skipped\n", level);
+        return 77;
+      }
+      check(std::strcmp(dispatch.isa, want) == 0,
+            name + ": ATTEND_ISA=" + level + " ran " + dispatch.isa + ", not " + want);
+    }
+#endif
     for (attend::Index h = 0; h < H; ++h)
       for (attend::Index i = 0; i < Nq; ++i) {
         const float want = static_cast<float>(h + 1);
@@ -64,9 +106,27 @@ int main() {
               name + ": out(0, " + std::to_string(h) + ", " + std::to_string(i) + ", :) is wrong");
         check(std::isfinite(lse(0, h, i)), name + ": lse is not finite");
       }
-    std::printf("attend %s: %s path, out(0, 1, 2, :) = (%g, %g), lse(0, 1, 2) = %g\n", version.c_str(),
-                name.c_str(), static_cast<double>(out(0, 1, 2, 0)), static_cast<double>(out(0, 1, 2, 1)),
-                static_cast<double>(lse(0, 1, 2)));
+    // Backward: each row of the weights sums to 1, so Σ_j dv(j, :) = Σ_i dout(i, :) whatever the
+    // weights; and since every value row of a head is the same, dq = 0 (the output does not move).
+    attend::Tensor<float, 4> dout(B, H, Nq, Dv);
+    for (attend::Index i = 0; i < dout.size(); ++i) dout.data()[i] = 0.25f * static_cast<float>(i % 3) + 0.5f;
+    const attend::Gradients<float> g = attn.backward(q, k, v, out, lse, dout, options);
+    check(dispatch.path == path, name + ": the backward ran " + attend::path_name(dispatch.path));
+    for (attend::Index h = 0; h < H; ++h)
+      for (attend::Index c = 0; c < Dv; ++c) {
+        float dv_sum = 0, dout_sum = 0;
+        for (attend::Index j = 0; j < Nk; ++j) dv_sum += g.dv(0, h, j, c);
+        for (attend::Index i = 0; i < Nq; ++i) dout_sum += dout(0, h, i, c);
+        check(std::abs(dv_sum - dout_sum) <= 1e-5f * dout_sum, name + ": sum of dv(0, " + std::to_string(h) +
+                                                                   ", :, " + std::to_string(c) + ") is wrong");
+      }
+    for (attend::Index i = 0; i < g.dq.size(); ++i)
+      check(std::abs(g.dq.data()[i]) <= 1e-5f, name + ": dq is not 0");
+
+    std::printf("attend %s: %s path (%s), out(0, 1, 2, :) = (%g, %g), lse(0, 1, 2) = %g, dv(0, 1, 4, 0) = %g\n",
+                version.c_str(), name.c_str(), dispatch.isa, static_cast<double>(out(0, 1, 2, 0)),
+                static_cast<double>(out(0, 1, 2, 1)), static_cast<double>(lse(0, 1, 2)),
+                static_cast<double>(g.dv(0, 1, 4, 0)));
   }
 
   // Errors are attend::Error, and its message says where it came from.

@@ -234,7 +234,10 @@ EIGEN_ALWAYS_INLINE void convert_row(const T* src, float* dst, Index n) {
   for (; d + L <= n; d += L) pstoreu(dst + d, avx2::load8_as_float(src + d));
 #else
   using Packet16 = typename packet_traits<T>::type;
-  if constexpr (packet_traits<T>::Vectorizable && unpacket_traits<Packet16>::size == L) {
+  // Only where Eigen has the vectorised cast: NEON's Packet4bf has none (Eigen 3.4), and the generic
+  // pcast, a static_cast of the packet, does not compile there.
+  if constexpr (packet_traits<T>::Vectorizable && unpacket_traits<Packet16>::size == L &&
+                type_casting_traits<T, float>::VectorizedCast) {
     for (; d + L <= n; d += L) pstoreu(dst + d, pcast<Packet16, PacketOf<float>>(ploadu<Packet16>(src + d)));
   }
 #endif

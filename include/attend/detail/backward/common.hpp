@@ -59,10 +59,16 @@ struct GradItems {
     return it;
   }
   Index count() const { return b_items * hkv_items; }
+  /// The first (b, kv head) of item `item`.
+  void first(Index item, Index& b0, Index& h0) const {
+    b0 = (item / hkv_items) * b_per_item;
+    h0 = (item % hkv_items) * hkv_per_item;
+  }
   /// Calls f(b, hk) for every (b, kv head) of item `item`, b-major.
   template <typename F>
   void for_each(Index item, F&& f) const {
-    const Index b0 = (item / hkv_items) * b_per_item, h0 = (item % hkv_items) * hkv_per_item;
+    Index b0 = 0, h0 = 0;
+    first(item, b0, h0);
     for (Index b = b0; b < b0 + b_per_item; ++b)
       for (Index hk = h0; hk < h0 + hkv_per_item; ++hk) f(b, hk);
   }

@@ -13,11 +13,16 @@
 // order, one at a time, so the splits of a (b, kv head) run side by side and wait for each other only
 // for those adds. Neither the split count nor the order depends on the thread count: the gradients
 // are bitwise the same for any number of threads, without atomics on the data.
+//
+// There is no pass over the inputs before the items: D_i is computed from each query tile's packed
+// dO rows, and whether a tile's products must run carefully (an Inf or NaN in its q or dout rows, or
+// in its split's keys) is read off the packed operands. While a tile computes, the next tile's rows
+// (or the next item's) stream in, handed out over its products (kernel/prefetch.hpp): at N = 62 each
+// (b, h) is one item of one tile whose inputs come from memory.
 
 #include <algorithm>  // std::fill, std::min, std::max
 #include <cstddef>    // std::size_t
 #include <limits>     // std::numeric_limits
-#include <atomic>     // std::atomic
 #include <new>        // placement new
 
 #include "attend/detail/abi.hpp"
@@ -27,6 +32,7 @@
 #include "attend/detail/kernel/kernel_traits.hpp"
 #include "attend/detail/kernel/mask.hpp"
 #include "attend/detail/kernel/microkernel.hpp"
+#include "attend/detail/kernel/prefetch.hpp"
 #include "attend/detail/kernel/tiles.hpp"
 #include "attend/detail/kernel/zero_weights.hpp"
 #include "attend/detail/parallel.hpp"
@@ -83,6 +89,7 @@ struct FlashBackward {
     Acc* kf;      // (split, Dp)   the keys with Inf and NaN as 0 (careful calls: backward/common.hpp)
     Acc* qt;      // (D, Br)       (scale Q)^T of the query tile
     Acc* dot;     // (Dv, Br)      dO^T
+    Acc* ot;      // (Dv, Br)      O^T (for D_i)
     Acc* qrows;   // (Br, Dp)      Q rows, padded
     Acc* dorows;  // (Br, Dvp)     dO rows, padded
     Acc* dq;      // (Br, Dp)      the tile's dQ share
@@ -101,6 +108,7 @@ struct FlashBackward {
       w.kf = l.take<Acc>(n(split * Dp));
       w.qt = l.take<Acc>(n(D * Br));
       w.dot = l.take<Acc>(n(Dv * Br));
+      w.ot = l.take<Acc>(n(Dv * Br));
       w.qrows = l.take<Acc>(n(Br * Dp));
       w.dorows = l.take<Acc>(n(Br * Dvp));
       w.dq = l.take<Acc>(n(Br * Dp));
@@ -115,18 +123,15 @@ struct FlashBackward {
 
   /// The call's shared workspace, then the workers' scratch.
   struct Shared {
-    Acc* dvec;     // (B, Hq, Nq)       D_i = rowsum(dout ∘ out)
     Acc* dq;       // (B, Hq, Nq, Dp)   dQ summed over splits (splits > 1 only)
     Turn* turns;   // (B, Hq, tiles)    whose turn it is to add to a tile's dQ (splits > 1 only)
     Acc* dmask;    // the mask's padded shape, where dmask sums over broadcast dimensions
     unsigned char* scratch;
-    /// Whether q, k or dout holds an Inf or NaN: then every product that a zero weight could turn into
-    /// 0 · Inf runs carefully (finite operands, the non-finite terms added where the weight is not 0).
-    bool careful = false;
+    bool stream = false;  // gradients written with non-temporal stores (gradients_are_streamed)
     static Shared carve(ScratchLayout& l, const GradProblem<T>& pb, const Plan& p) {
       Shared s;
+      s.stream = gradients_are_streamed(pb);
       const auto rows = static_cast<std::size_t>(pb.B * pb.Hq * pb.Nq);
-      s.dvec = l.take<Acc>(rows);
       s.dq = p.splits > 1 ? l.take<Acc>(rows * static_cast<std::size_t>(p.Dp)) : nullptr;
       s.turns = p.splits > 1 ? l.take<Turn>(static_cast<std::size_t>(pb.B * pb.Hq * p.tiles)) : nullptr;
       s.dmask = pb.dmask != nullptr && !dmask_direct(pb) ? l.take<Acc>(DmaskAccumulator<T>::size(pb)) : nullptr;
@@ -142,10 +147,36 @@ struct FlashBackward {
     return l.bytes() + scratch_bytes<Scratch>(p.split, pb.D, pb.Dv, p.Dp, p.Dvp) * static_cast<std::size_t>(workers);
   }
 
+  /// The rows a query tile reads first (q, dout, out and lse), into `lines`.
+  static void tile_lines(const GradProblem<T>& pb, Index b, Index h, Index i0, LinePrefetcher& lines) {
+    constexpr auto size = static_cast<Index>(sizeof(T));
+    const Index nq = std::min(Br, pb.Nq - i0);
+    lines.add(&pb.q(b, h, i0, 0), nq, pb.q.stride(2) * size, pb.D * size);
+    lines.add(&pb.dout(b, h, i0, 0), nq, pb.dout.stride(2) * size, pb.Dv * size);
+    lines.add(&pb.o(b, h, i0, 0), nq, pb.o.stride(2) * size, pb.Dv * size);
+    lines.add(&pb.lse_in(b, h, i0), nq, pb.lse_in.stride(2) * static_cast<Index>(sizeof(Acc)),
+              static_cast<Index>(sizeof(Acc)));
+  }
+
+  /// The lines of item `it`'s keys and values and of its first query tile.
+  static LinePrefetcher item_lines(const GradProblem<T>& pb, const Plan& p, Index it) {
+    constexpr auto size = static_cast<Index>(sizeof(T));
+    LinePrefetcher lines;
+    Index b0 = 0, hk0 = 0;
+    p.items.first(it / p.splits, b0, hk0);
+    const Index js = (it % p.splits) * p.split, ns = std::min(p.split, pb.Nk - js);
+    lines.add(&pb.k(b0, hk0, js, 0), ns, pb.k.stride(2) * size, pb.D * size);
+    lines.add(&pb.v(b0, hk0, js, 0), ns, pb.v.stride(2) * size, pb.Dv * size);
+    tile_lines(pb, b0, hk0 * pb.group, 0, lines);
+    return lines;
+  }
+
   /// One query tile (i0, nq) of query head h against the item's keys [js, je), visible ones only;
-  /// accumulates dK and dV of those keys and this item's share of the tile's dQ in w.dq.
+  /// accumulates dK and dV of those keys and this item's share of the tile's dQ in w.dq, while
+  /// `next`'s lines are requested. `careful_k`: the split's keys hold an Inf or NaN (w.kf is them
+  /// with those as 0).
   static void query_tile(const GradProblem<T>& pb, const Plan& p, const DmaskAccumulator<T>& dmask, Index b, Index h,
-                         Index i0, Index nq, Index js, Index je, const Acc* dvec, bool careful, Scratch& w) {
+                         Index i0, Index nq, Index js, Index je, bool careful_k, LinePrefetcher* next, Scratch& w) {
     const Index D = pb.D, Dv = pb.Dv, Dp = p.Dp, Dvp = p.Dvp;
     const Acc keep = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
     // The query tile's operands: (scale Q)^T and dO^T for the panels, Q and dO rows for gemm_rows.
@@ -153,16 +184,28 @@ struct FlashBackward {
     pack_transposed(&pb.dout(b, h, i0, 0), pb.dout.stride(2), nq, Dv, Acc(1), w.dot);
     copy_rows_padded(&pb.q(b, h, i0, 0), pb.q.stride(2), nq, D, w.qrows, Dp);
     copy_rows_padded(&pb.dout(b, h, i0, 0), pb.dout.stride(2), nq, Dv, w.dorows, Dvp);
+    // D_i = rowsum(dO_i ∘ O_i), from dO as given (before any zeroing below).
+    pack_transposed(&pb.o(b, h, i0, 0), pb.o.stride(2), nq, Dv, Acc(1), w.ot);
+    dout_dot_out<Acc, static_cast<int>(Br)>(w.dot, w.ot, Dv, w.dvec);
+    // Careful products where a zero weight could meet an Inf or NaN (backward/common.hpp): finite
+    // operands, and the non-finite terms added where the weight is not 0.
+    const bool careful = careful_k || any_nonfinite(w.qrows, nq, D, Dp) || any_nonfinite(w.dorows, nq, Dv, Dvp);
     if (careful) {
       zero_nonfinite(w.qrows, nq, D, Dp);
       zero_nonfinite(w.dorows, nq, Dv, Dvp);
     }
     constexpr Acc kInf = std::numeric_limits<Acc>::infinity();
-    for (Index ii = 0; ii < Br; ++ii) {
-      w.sub[ii] = ii < nq ? lse_subtrahend(static_cast<Acc>(pb.lse_in(b, h, i0 + ii))) : kInf;
-      w.dvec[ii] = ii < nq ? dvec[ii] : Acc(0);
-    }
+    for (Index ii = 0; ii < Br; ++ii) w.sub[ii] = ii < nq ? lse_subtrahend(static_cast<Acc>(pb.lse_in(b, h, i0 + ii))) : kInf;
     std::fill(w.dq, w.dq + nq * Dp, Acc(0));
+    // The next tile's lines, handed out over the first key tile's five products: a few lines every
+    // kHookSteps steps of each full register block.
+    using Blocking = RegisterBlocking<Ops>;
+    constexpr Index MR = Blocking::kRegM, kCols = Blocking::kColsPerBlock;
+    const Index nk0 = std::min(Bc, je - js);
+    const Index calls = hook_calls(nk0 / MR * Blocking::kColBlocks, D) + hook_calls(nk0 / MR * Blocking::kColBlocks, Dv) +
+                        hook_calls(nk0 / MR * (Dvp / kCols), nq) + hook_calls(nk0 / MR * (Dp / kCols), nq) +
+                        hook_calls(nq / MR * (Dp / kCols), nk0);
+    const auto hand_out = spread_over(next, calls);
 
     for (Index j0 = js; j0 < je; j0 += Bc) {
       const Index nk = std::min(Bc, je - j0);
@@ -171,11 +214,11 @@ struct FlashBackward {
       Acc* dkc = w.dk + (j0 - js) * Dp;
       Acc* dvc = w.dv + (j0 - js) * Dvp;
       // S^T = K_j · (scale Q)^T, masked; P^T = exp(S^T - lse).
-      gemm_panel<Ops, Store::overwrite>(nk, D, {kc, Dp, 1}, w.qt, w.pt);
+      gemm_panel<Ops, Store::overwrite>(nk, D, {kc, Dp, 1}, w.qt, w.pt, nullptr, 1, hand_out);
       mask_score_tile<T, static_cast<int>(Br)>(pb, b, h, i0, nq, j0, nk, w.pt);
       probabilities_from_lse<Acc, static_cast<int>(Br)>(w.pt, nk, w.sub);
       // dP^T = V_j · dO^T; under dropout Z^T = P^T ∘ M and the dropped dP^T are 0.
-      gemm_panel<Ops, Store::overwrite>(nk, Dv, {vc, Dvp, 1}, w.dot, w.dpt);
+      gemm_panel<Ops, Store::overwrite>(nk, Dv, {vc, Dvp, 1}, w.dot, w.dpt, nullptr, 1, hand_out);
       const Acc* zt = w.pt;
       if (pb.dropout.active) {
         std::copy(w.pt, w.pt + nk * Br, w.zt);
@@ -189,10 +232,10 @@ struct FlashBackward {
       grad_scores<Acc, static_cast<int>(Br)>(w.pt, w.dpt, nk, w.dvec, keep);
       add_dmask_tile<T, static_cast<int>(Br)>(pb, dmask, b, h, i0, nq, j0, nk, w.dpt);
       // dV_j += Z^T · dO,  dK_j += dS^T · Q,  dQ += dS · K_j.
-      const Acc* kq = careful ? w.kf + (j0 - js) * Dp : kc;
-      gemm_rows<Ops, Store::add>(nk, Dvp, nq, {zt, Br, 1}, w.dorows, Dvp, dvc, Dvp);
-      gemm_rows<Ops, Store::add>(nk, Dp, nq, {w.dpt, Br, 1}, w.qrows, Dp, dkc, Dp);
-      gemm_rows<Ops, Store::add>(nq, Dp, nk, {w.dpt, 1, Br}, kq, Dp, w.dq, Dp);
+      const Acc* kq = careful_k ? w.kf + (j0 - js) * Dp : kc;
+      gemm_rows<Ops, Store::add>(nk, Dvp, nq, {zt, Br, 1}, w.dorows, Dvp, dvc, Dvp, nullptr, hand_out);
+      gemm_rows<Ops, Store::add>(nk, Dp, nq, {w.dpt, Br, 1}, w.qrows, Dp, dkc, Dp, nullptr, hand_out);
+      gemm_rows<Ops, Store::add>(nq, Dp, nk, {w.dpt, 1, Br}, kq, Dp, w.dq, Dp, nullptr, hand_out);
       if (careful) {  // the non-finite operands' own terms, where the weight is not 0
         const Acc* ds = w.dpt;
         add_nonfinite_terms<Acc>(
@@ -206,23 +249,28 @@ struct FlashBackward {
             [&](Index jj, Index i) { return ds[jj * Br + i]; }, [&](Index i, Index d) -> Acc& { return w.dq[i * Dp + d]; });
       }
     }
+    if (next != nullptr) next->drain();
   }
 
-  /// Item (group g, split s).
+  /// Item `it`: (group it / splits, split it % splits). `next`: the lines of the item the worker runs
+  /// after this one (null: none), requested during its last tile.
   static void item(const GradProblem<T>& pb, const Plan& p, const Shared& sh, const DmaskAccumulator<T>& dmask,
-                   Index g, Index s, Scratch& w) {
+                   Index it, const LinePrefetcher* next_item, Scratch& w) {
+    const Index g = it / p.splits, s = it % p.splits;
     const Index js = s * p.split, ns = std::min(p.split, pb.Nk - js);
     const Index Dp = p.Dp, Dvp = p.Dvp;
     p.items.for_each(g, [&](Index b, Index hk) {
       copy_rows_padded(&pb.k(b, hk, js, 0), pb.k.stride(2), ns, pb.D, w.ks, Dp);
       copy_rows_padded(&pb.v(b, hk, js, 0), pb.v.stride(2), ns, pb.Dv, w.vs, Dvp);
-      if (sh.careful) {
+      const bool careful_k = any_nonfinite(w.ks, ns, pb.D, Dp);
+      if (careful_k) {
         std::copy(w.ks, w.ks + ns * Dp, w.kf);
         zero_nonfinite(w.kf, ns, pb.D, Dp);
       }
       std::fill(w.dk, w.dk + ns * Dp, Acc(0));
       std::fill(w.dv, w.dv + ns * Dvp, Acc(0));
-      for (Index h = hk * pb.group; h < (hk + 1) * pb.group; ++h) {
+      const Index h_end = (hk + 1) * pb.group;
+      for (Index h = hk * pb.group; h < h_end; ++h) {
         const Index bh = b * pb.Hq + h;
         for (Index t = 0; t < p.tiles; ++t) {
           const Index i0 = t * Br, nq = std::min(Br, pb.Nq - i0);
@@ -236,9 +284,18 @@ struct FlashBackward {
             }
             continue;
           }
-          query_tile(pb, p, dmask, b, h, i0, nq, js, je, sh.dvec + bh * pb.Nq + i0, sh.careful, w);
+          // What streams in meanwhile: the next tile of this item, or the next item.
+          LinePrefetcher next;
+          if (t + 1 < p.tiles) {
+            tile_lines(pb, b, h, i0 + Br, next);
+          } else if (h + 1 < h_end) {
+            tile_lines(pb, b, h + 1, 0, next);
+          } else if (next_item != nullptr) {
+            next = *next_item;
+          }
+          query_tile(pb, p, dmask, b, h, i0, nq, js, je, careful_k, &next, w);
           if (p.splits == 1) {
-            write_rows<T>(w.dq, Dp, nq, pb.D, pb.scale, dq_rows, dq_stride);
+            write_rows<T>(w.dq, Dp, nq, pb.D, pb.scale, dq_rows, dq_stride, sh.stream);
             continue;
           }
           // The splits that see this tile are 0 .. last; each adds its share in split order.
@@ -250,41 +307,38 @@ struct FlashBackward {
             } else {
               for (Index e = 0; e < nq * Dp; ++e) acc[e] += w.dq[e];
             }
-            if (s == last) write_rows<T>(acc, Dp, nq, pb.D, pb.scale, dq_rows, dq_stride);
+            if (s == last) write_rows<T>(acc, Dp, nq, pb.D, pb.scale, dq_rows, dq_stride, sh.stream);
           });
         }
       }
       const Acc keep = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
-      write_rows<T>(w.dk, Dp, ns, pb.D, pb.scale, &pb.dk(b, hk, js, 0), pb.dk.stride(2));
-      write_rows<T>(w.dv, Dvp, ns, pb.Dv, keep, &pb.dv(b, hk, js, 0), pb.dv.stride(2));
+      write_rows<T>(w.dk, Dp, ns, pb.D, pb.scale, &pb.dk(b, hk, js, 0), pb.dk.stride(2), sh.stream);
+      write_rows<T>(w.dv, Dvp, ns, pb.Dv, keep, &pb.dv(b, hk, js, 0), pb.dv.stride(2), sh.stream);
     });
   }
 
   static void run(const GradProblem<T>& pb, const Pool& pool, void* workspace) {
     const Plan p = plan(pb);
     ScratchLayout layout(workspace);
-    Shared sh = Shared::carve(layout, pb, p);
+    const Shared sh = Shared::carve(layout, pb, p);
     const int workers = worker_count(pool);
-    // D_i = rowsum(dout_i ∘ out_i), once per query row; and whether q, k or dout has an Inf or NaN.
-    std::atomic<bool> nonfinite{false};
-    parallel_for(pool, workers, pb.B * pb.Hq, [&](int, Index bh) {
-      const Index b = bh / pb.Hq, h = bh % pb.Hq;
-      dout_dot_out(pb, b, h, sh.dvec + bh * pb.Nq);
-      bool any = any_nonfinite_rows(pb.q, b, h) || any_nonfinite_rows(pb.dout, b, h);
-      if (h % pb.group == 0) any = any || any_nonfinite_rows(pb.k, b, h / pb.group);
-      if (any) nonfinite.store(true, std::memory_order_relaxed);
-    });
-    sh.careful = nonfinite.load();
     if (sh.turns != nullptr) {
       for (Index i = 0; i < pb.B * pb.Hq * p.tiles; ++i) new (&sh.turns[i]) Turn(0);
     }
     const DmaskAccumulator<T> dmask = DmaskAccumulator<T>::of(pb, sh.dmask);
     if (sh.dmask != nullptr) std::fill(sh.dmask, sh.dmask + DmaskAccumulator<T>::size(pb), Acc(0));
     if (pb.dmask != nullptr && sh.dmask == nullptr) zero_dmask(pb);  // hidden tiles are skipped
-    // One item at a time, in order (in_turn's condition against deadlock).
-    parallel_for(pool, workers, p.count(), [&](int worker, Index it) {
+    // Runs of consecutive items (at most 64, shrinking at the end), each worker looking one item ahead
+    // within its run. Items are claimed in order and a worker runs its own in order, so an item only
+    // ever waits (in_turn) for items claimed before it: the earliest unfinished one can always run.
+    parallel_for_runs(pool, workers, p.count(), 64, [&](int worker, Index begin, Index end) {
       Scratch w = worker_scratch<Scratch>(sh.scratch, worker, p.split, pb.D, pb.Dv, p.Dp, p.Dvp);
-      item(pb, p, sh, dmask, it / p.splits, it % p.splits, w);
+      for (Index it = begin; it < end; ++it) {
+        LinePrefetcher next;
+        if (it + 1 < end) next = item_lines(pb, p, it + 1);
+        item(pb, p, sh, dmask, it, it + 1 < end ? &next : nullptr, w);
+      }
+      stream_fence();  // the gradients' non-temporal stores, before the pool hears this worker is done
     });
     write_dmask(pb, dmask);
   }

@@ -14,6 +14,7 @@
 #include "attend/detail/abi.hpp"
 #include "attend/detail/arch/primitives.hpp"
 #include "attend/detail/backward/common.hpp"
+#include "attend/detail/kernel/contraction.hpp"
 #include "attend/detail/kernel/mask.hpp"
 #include "attend/detail/kernel/zero_weights.hpp"
 #include "attend/detail/parallel.hpp"
@@ -25,8 +26,8 @@ namespace detail {
 template <typename T>
 struct MathBackward {
   using Acc = acc_t<T>;
-  using Mat = Eigen::Tensor<Acc, 2, Eigen::RowMajor, Index>;
-  using Pairs = Eigen::array<Eigen::IndexPair<Index>, 1>;
+  using Mat = MathMatrix<Acc>;
+  using Pairs = ContractPair;
 
   /// C = A ⊗ B over the index pair `over`, attend's zero-weight rule included: where the plain
   /// contraction leaves a NaN (0 · Inf from a zero weight of A against a non-finite entry of B), it
@@ -35,17 +36,24 @@ struct MathBackward {
   /// the same arithmetic either way.
   template <typename Weight>
   static Mat careful_contract(const Mat& a, const Pairs& over, const Mat& b, Weight weight) {
-    Mat c = a.contract(b, over);
+    const auto free_dim = [](const Mat& x, Index contracted) { return contracted == 0 ? x.cols() : x.rows(); };
+    Mat c(free_dim(a, over[0].first), free_dim(b, over[0].second));
+    contract(a, over, b, c);
     if (!any_nan(c.data(), c.size())) return c;
     Mat finite = b;
     for (Index i = 0; i < finite.size(); ++i) {
       if (!std::isfinite(finite.data()[i])) finite.data()[i] = Acc(0);
     }
-    c = a.contract(finite, over);
+    contract(a, over, finite, c);
     add_nonfinite_terms<Acc>(
-        b.dimension(0), b.dimension(1), c.dimension(0), [&](Index j, Index d) { return b(j, d); }, weight,
+        b.rows(), b.cols(), c.rows(), [&](Index j, Index d) { return b(j, d); }, weight,
         [&](Index r, Index d) -> Acc& { return c(r, d); });
     return c;
+  }
+
+  /// acc += x, element by element.
+  static void add(Mat& acc, const Mat& x) {
+    for (Index i = 0; i < acc.size(); ++i) acc.data()[i] += x.data()[i];
   }
 
   static void run(const GradProblem<T>& pb, const Pool& pool) {
@@ -66,9 +74,7 @@ struct MathBackward {
           for (Index d = 0; d < D; ++d) k(j, d) = static_cast<Acc>(pb.k(b, hk, j, d));
           for (Index d = 0; d < Dv; ++d) v(j, d) = static_cast<Acc>(pb.v(b, hk, j, d));
         }
-        Mat dk(Nk, D), dv(Nk, Dv);  // sums over the kv head's query heads
-        dk.setZero();
-        dv.setZero();
+        Mat dk(Nk, D), dv(Nk, Dv);  // sums over the kv head's query heads (zero-filled)
         for (Index h = hk * pb.group; h < (hk + 1) * pb.group; ++h) {
           Mat q(Nq, D), dout(Nq, Dv);  // (Nq, D), (Nq, Dv)
           for (Index i = 0; i < Nq; ++i) {
@@ -76,10 +82,12 @@ struct MathBackward {
             for (Index d = 0; d < Dv; ++d) dout(i, d) = static_cast<Acc>(pb.dout(b, h, i, d));
           }
           // P = softmax over j of (scale · q kᵀ + mask), as the forward's math path computes it.
-          Mat p = q.contract(k, rows_rows) * pb.scale;  // (Nq, Nk)
-          Mat dp = dout.contract(v, rows_rows);          // (Nq, Nk) dout vᵀ
+          Mat p(Nq, Nk), dp(Nq, Nk);  // (Nq, Nk): scale · q kᵀ, then P; dout vᵀ
+          contract(q, rows_rows, k, p);
+          contract(dout, rows_rows, v, dp);
           Mat z(Nq, Nk), ds(Nq, Nk);                     // (Nq, Nk)
           for (Index i = 0; i < Nq; ++i) {
+            for (Index j = 0; j < Nk; ++j) p(i, j) *= pb.scale;
             mask_row(pb, b, h, i, 0, Nk, &p(i, 0), 1);
             Acc m = kNegInf;
             for (Index j = 0; j < Nk; ++j) {
@@ -114,9 +122,9 @@ struct MathBackward {
               if (dmask.acc != nullptr) dmask.at(b, h, i, j) += ds(i, j);
             }
           }
-          dv += careful_contract(z, cols_cols, dout, [&](Index i, Index j) { return z(i, j); });
+          add(dv, careful_contract(z, cols_cols, dout, [&](Index i, Index j) { return z(i, j); }));
           const Mat dq = careful_contract(ds, rows_cols, k, [&](Index j, Index i) { return ds(i, j); });
-          dk += careful_contract(ds, cols_cols, q, [&](Index i, Index j) { return ds(i, j); });
+          add(dk, careful_contract(ds, cols_cols, q, [&](Index i, Index j) { return ds(i, j); }));
           for (Index i = 0; i < Nq; ++i)
             for (Index d = 0; d < D; ++d) pb.dq(b, h, i, d) = static_cast<T>(pb.scale * dq(i, d));
         }

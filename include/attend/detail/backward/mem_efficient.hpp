@@ -93,8 +93,10 @@ struct MemEfficientBackward {
   }
 
   /// Chunk (i0, nq) of query head h against keys [0, vend) of its kv head (in w.ks, w.vs).
+  /// `careful_k`: the keys hold an Inf or NaN (w.kf is them with those as 0); `stream`: dq is written
+  /// with non-temporal stores.
   static void chunk(const GradProblem<T>& pb, const DmaskAccumulator<T>& dmask, Index b, Index h, Index i0, Index nq,
-                    Index vend, bool careful, Scratch& w) {
+                    Index vend, bool careful_k, bool stream, Scratch& w) {
     using Packet = PacketOf<Acc>;
     constexpr int L = kLanesOf<Acc>;
     using namespace Eigen::internal;
@@ -104,6 +106,8 @@ struct MemEfficientBackward {
     pack_transposed(&pb.dout(b, h, i0, 0), pb.dout.stride(2), nq, Dv, Acc(1), w.dot);
     copy_rows_padded(&pb.q(b, h, i0, 0), pb.q.stride(2), nq, D, w.qrows, Dp);
     copy_rows_padded(&pb.dout(b, h, i0, 0), pb.dout.stride(2), nq, Dv, w.dorows, Dvp);
+    // Careful products where a zero weight could meet an Inf or NaN (backward/common.hpp).
+    const bool careful = careful_k || any_nonfinite(w.qrows, nq, D, Dp) || any_nonfinite(w.dorows, nq, Dv, Dvp);
     if (careful) {
       zero_nonfinite(w.qrows, nq, D, Dp);
       zero_nonfinite(w.dorows, nq, Dv, Dvp);
@@ -147,7 +151,7 @@ struct MemEfficientBackward {
     add_dmask_tile<T, static_cast<int>(Br)>(pb, dmask, b, h, i0, nq, 0, vend, w.dpt);
     gemm_rows<Ops, Store::add>(vend, Dvp, nq, {zt, Br, 1}, w.dorows, Dvp, w.dv, Dvp);
     gemm_rows<Ops, Store::add>(vend, Dp, nq, {w.dpt, Br, 1}, w.qrows, Dp, w.dk, Dp);
-    gemm_rows<Ops, Store::overwrite>(nq, Dp, vend, {w.dpt, 1, Br}, careful ? w.kf : w.ks, Dp, w.dq, Dp);
+    gemm_rows<Ops, Store::overwrite>(nq, Dp, vend, {w.dpt, 1, Br}, careful_k ? w.kf : w.ks, Dp, w.dq, Dp);
     if (careful) {  // the non-finite operands' own terms, where the weight is not 0
       const Acc* ds = w.dpt;
       add_nonfinite_terms<Acc>(
@@ -160,7 +164,7 @@ struct MemEfficientBackward {
           vend, D, nq, [&](Index j, Index d) { return w.ks[j * Dp + d]; },
           [&](Index j, Index i) { return ds[j * Br + i]; }, [&](Index i, Index d) -> Acc& { return w.dq[i * Dp + d]; });
     }
-    write_rows<T>(w.dq, Dp, nq, D, pb.scale, &pb.dq(b, h, i0, 0), pb.dq.stride(2));
+    write_rows<T>(w.dq, Dp, nq, D, pb.scale, &pb.dq(b, h, i0, 0), pb.dq.stride(2), stream);
   }
 
   static void run(const GradProblem<T>& pb, const Pool& pool, void* workspace) {
@@ -172,6 +176,7 @@ struct MemEfficientBackward {
     const GradItems items = GradItems::of(pb);
     const Index Dp = padded_cols<Acc>(pb.D), Dvp = padded_cols<Acc>(pb.Dv);
     const Index chunks = (pb.Nq + Br - 1) / Br;
+    const bool stream = gradients_are_streamed(pb);
     parallel_for(pool, worker_count(pool), items.count(), [&](int worker, Index it) {
       Scratch w = worker_scratch<Scratch>(sh.scratch, worker, pb.Nk, pb.D, pb.Dv, Dp, Dvp);
       items.for_each(it, [&](Index b, Index hk) {
@@ -179,12 +184,8 @@ struct MemEfficientBackward {
         copy_rows_padded(&pb.v(b, hk, 0, 0), pb.v.stride(2), pb.Nk, pb.Dv, w.vs, Dvp);
         std::fill(w.dk, w.dk + pb.Nk * Dp, Acc(0));
         std::fill(w.dv, w.dv + pb.Nk * Dvp, Acc(0));
-        // Whether this item's q, k or dout holds an Inf or NaN: then its products run carefully.
-        bool careful = any_nonfinite_rows(pb.k, b, hk);
-        for (Index h = hk * pb.group; h < (hk + 1) * pb.group; ++h) {
-          careful = careful || any_nonfinite_rows(pb.q, b, h) || any_nonfinite_rows(pb.dout, b, h);
-        }
-        if (careful) {
+        const bool careful_k = any_nonfinite(w.ks, pb.Nk, pb.D, Dp);
+        if (careful_k) {
           std::copy(w.ks, w.ks + pb.Nk * Dp, w.kf);
           zero_nonfinite(w.kf, pb.Nk, pb.D, Dp);
         }
@@ -199,12 +200,13 @@ struct MemEfficientBackward {
               }
               continue;
             }
-            chunk(pb, dmask, b, h, i0, nq, vend, careful, w);
+            chunk(pb, dmask, b, h, i0, nq, vend, careful_k, stream, w);
           }
         }
         const Acc keep = static_cast<Acc>(pb.dropout.active ? pb.dropout.keep_scale : 1.0);
-        write_rows<T>(w.dk, Dp, pb.Nk, pb.D, pb.scale, &pb.dk(b, hk, 0, 0), pb.dk.stride(2));
-        write_rows<T>(w.dv, Dvp, pb.Nk, pb.Dv, keep, &pb.dv(b, hk, 0, 0), pb.dv.stride(2));
+        write_rows<T>(w.dk, Dp, pb.Nk, pb.D, pb.scale, &pb.dk(b, hk, 0, 0), pb.dk.stride(2), stream);
+        write_rows<T>(w.dv, Dvp, pb.Nk, pb.Dv, keep, &pb.dv(b, hk, 0, 0), pb.dv.stride(2), stream);
+        stream_fence();  // the gradients' non-temporal stores, before the pool hears this item is done
       });
     });
     write_dmask(pb, dmask);

@@ -23,6 +23,7 @@
 #include "attend/detail/abi.hpp"
 #include "attend/detail/arch/primitives.hpp"
 #include "attend/detail/backward/common.hpp"
+#include "attend/detail/kernel/epilogue.hpp"
 #include "attend/detail/kernel/kernel_traits.hpp"
 #include "attend/detail/kernel/microkernel.hpp"
 #include "attend/detail/problem.hpp"
@@ -53,30 +54,30 @@ void copy_rows_padded(const T* src, Index stride, Index rows, Index n, acc_t<T>*
   }
 }
 
-/// Whether any of n values of T at x is Inf or NaN: all exponent bits set, tested on the raw bits
-/// (a loop the compiler vectorizes for every T).
-template <typename T>
-bool any_nonfinite(const T* x, Index n) {
-  using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint16_t>>;
-  constexpr Bits exponent = sizeof(T) == 8   ? Bits(0x7ff0000000000000ull)
-                            : sizeof(T) == 4 ? Bits(0x7f800000u)
-                            : std::is_same_v<T, Eigen::half> ? Bits(0x7c00u)
-                                                             : Bits(0x7f80u);
-  bool any = false;
-  for (Index i = 0; i < n; ++i) {
-    Bits b;
-    std::memcpy(&b, x + i, sizeof b);
-    any |= (b & exponent) == exponent;
+/// Whether a rows x n block of Acc (rows ld apart) holds an Inf or NaN: a packed operand, checked
+/// after conversion (a 16-bit Inf or NaN stays one). Packets over whole rows, the tail scalar: at
+/// N = 62 and D = 64, checking the views' rows once per (b, h) before the products, a value at a time,
+/// was a fifth of the flash backward's time.
+template <typename Acc>
+bool any_nonfinite(const Acc* x, Index rows, Index n, Index ld) {
+  using Packet = PacketOf<Acc>;
+  constexpr Index L = kLanesOf<Acc>;
+  using namespace Eigen::internal;
+  // x - x is 0 for a finite x and NaN for Inf and NaN: one NaN test over the accumulated differences.
+  Packet acc = pset1<Packet>(Acc(0));
+  Acc tail = 0;
+  for (Index r = 0; r < rows; ++r) {
+    const Acc* row = x + r * ld;
+    Index e = 0;
+    for (; e + L <= n; e += L) {
+      const Packet v = ploadu<Packet>(row + e);
+      acc = padd(acc, psub(v, v));
+    }
+    for (; e < n; ++e) tail += row[e] - row[e];
   }
-  return any;
-}
-
-/// Whether a (B, H, N, X) view holds an Inf or NaN in rows [0, N) of (b, h).
-template <typename T>
-bool any_nonfinite_rows(const ConstView<T, 4>& x, Index b, Index h) {
-  bool any = false;
-  for (Index i = 0; i < x.dimension(2); ++i) any |= any_nonfinite(&x(b, h, i, 0), x.dimension(3));
-  return any;
+  alignas(64) Acc lanes[L];
+  pstore(lanes, acc);
+  return any_nan(lanes, L) || !(tail == tail);
 }
 
 /// Replaces the non-finite values of a rows x n block (rows ld apart) by 0: the careful products'
@@ -125,16 +126,22 @@ void grad_scores(const Acc* pt, Acc* dpt, Index nk, const Acc* d, Acc keep) {
   }
 }
 
-/// D_i = Σ_d dout[i][d] · out[i][d] for every query row of the call, into d (B, Hq, Nq), in Acc.
-template <typename T>
-void dout_dot_out(const GradProblem<T>& pb, Index b, Index h, acc_t<T>* d) {
-  using Acc = acc_t<T>;
-  for (Index i = 0; i < pb.Nq; ++i) {
-    const T* x = &pb.dout(b, h, i, 0);
-    const T* y = &pb.o(b, h, i, 0);
-    Acc s = 0;
-    for (Index e = 0; e < pb.Dv; ++e) s += static_cast<Acc>(x[e]) * static_cast<Acc>(y[e]);
-    d[i] = s;
+/// D_i = Σ_d dout[i][d] · out[i][d] for a query tile, from dO^T and O^T packed (Dv x Br, as
+/// pack_transposed makes them), into d (Br; the padding queries' columns are zero, so their D is 0).
+/// Lanes across queries, one multiply-add chain per query in the order of d: the chain that makes
+/// dP_ij = dO_i · v_j in the products (gemm_panel), so where out_i is exactly v_j (all of a row's
+/// weight on one key) dP_ij − D_i is exactly 0, as it is in exact arithmetic. (A sum over d in
+/// packets instead doubled the f32 gradient errors at logits in the hundreds; a scalar chain per row
+/// took 4 cycles a term, half a 62-query tile's products at Dv = 64.)
+template <typename Acc, int Br>
+void dout_dot_out(const Acc* dot, const Acc* ot, Index Dv, Acc* d) {
+  using Packet = PacketOf<Acc>;
+  constexpr int L = kLanesOf<Acc>;
+  using namespace Eigen::internal;
+  for (int c = 0; c < Br; c += L) {
+    Packet s = pset1<Packet>(Acc(0));
+    for (Index e = 0; e < Dv; ++e) s = pmadd(pload<Packet>(dot + e * Br + c), pload<Packet>(ot + e * Br + c), s);
+    pstore(d + c, s);
   }
 }
 
@@ -166,12 +173,35 @@ bool dmask_direct(const GradProblem<T>& pb) {
   return true;
 }
 
-/// Writes rows of an Acc accumulator (rows x ld) times `factor`, rounded to T once, to rows of a view
-/// (the first at dst, `stride` apart, n values each).
+/// Whether the backward writes its gradients with non-temporal stores (streams_results): at bsr_freq
+/// the three 101 MB gradients' ordinary stores, each first reading its line from memory, were 40% of
+/// the flash backward's own code outside the products.
 template <typename T>
-void write_rows(const acc_t<T>* src, Index ld, Index rows, Index n, acc_t<T> factor, T* dst, Index stride) {
-  for (Index r = 0; r < rows; ++r)
-    for (Index e = 0; e < n; ++e) dst[r * stride + e] = static_cast<T>(factor * src[r * ld + e]);
+bool gradients_are_streamed(const GradProblem<T>& pb) {
+  return streams_results(static_cast<std::size_t>(pb.B * (pb.Hq * pb.Nq * pb.D + pb.Hkv * pb.Nk * (pb.D + pb.Dv))) *
+                         sizeof(T));
+}
+
+/// Writes rows of an Acc accumulator (rows x ld) times `factor`, rounded to T once, to rows of a view
+/// (the first at dst, `stride` apart, n values each); `stream`: with non-temporal stores where a row
+/// is aligned for them (the caller's worker ends with stream_fence).
+template <typename T>
+void write_rows(const acc_t<T>* src, Index ld, Index rows, Index n, acc_t<T> factor, T* dst, Index stride,
+                [[maybe_unused]] bool stream = false) {
+  using Acc = acc_t<T>;
+  using Packet = PacketOf<Acc>;
+  constexpr Index L = kLanesOf<Acc>;
+  using namespace Eigen::internal;
+  const Packet f = pset1<Packet>(factor);
+  for (Index r = 0; r < rows; ++r) {
+    const Acc* s = src + r * ld;
+    T* d = dst + r * stride;
+    Index e = 0;
+    if constexpr (kStorePacket<T>) {
+      for (; e + L <= n; e += L) store_packet(d + e, pmul(f, pload<Packet>(s + e)), stream);
+    }
+    for (; e < n; ++e) d[e] = static_cast<T>(factor * s[e]);
+  }
 }
 
 }  // namespace detail

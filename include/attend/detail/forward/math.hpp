@@ -13,6 +13,7 @@
 
 #include "attend/detail/abi.hpp"
 #include "attend/detail/arch/primitives.hpp"
+#include "attend/detail/kernel/contraction.hpp"
 #include "attend/detail/kernel/mask.hpp"
 #include "attend/detail/kernel/zero_weights.hpp"
 #include "attend/detail/parallel.hpp"
@@ -24,7 +25,7 @@ namespace detail {
 template <typename T>
 void run_math(const Problem<T>& pb, const Pool& pool) {
   using Acc = acc_t<T>;
-  using Mat = Eigen::Tensor<Acc, 2, Eigen::RowMajor, Index>;
+  using Mat = MathMatrix<Acc>;
   constexpr Acc kNegInf = -std::numeric_limits<Acc>::infinity();
   const Index B = pb.B, Hq = pb.Hq, Nq = pb.Nq, Nk = pb.Nk, D = pb.D, Dv = pb.Dv;
 
@@ -42,14 +43,14 @@ void run_math(const Problem<T>& pb, const Pool& pool) {
     }
 
     // sim = einsum('i d, j d -> i j', q, k) * scale
-    const Eigen::array<Eigen::IndexPair<Index>, 1> over_d = {Eigen::IndexPair<Index>(1, 1)};
-    Mat sim = q.contract(k, over_d) * pb.scale;  // (Nq, Nk)
+    const ContractPair over_d = {Eigen::IndexPair<Index>(1, 1)};
+    Mat attn(Nq, Nk);  // (Nq, Nk): sim, then softmax'ed in place
+    contract(q, over_d, k, attn);
 
     // attn = softmax over j of (sim + mask); a row with no visible key becomes 0 (PyTorch's
     // _safe_softmax), a NaN anywhere in a row makes the whole row NaN.
-    Mat attn(Nq, Nk);  // (Nq, Nk)
     for (Index i = 0; i < Nq; ++i) {
-      for (Index j = 0; j < Nk; ++j) attn(i, j) = sim(i, j);
+      for (Index j = 0; j < Nk; ++j) attn(i, j) *= pb.scale;
       mask_row(pb, b, h, i, 0, Nk, &attn(i, 0), 1);
       Acc m = kNegInf;
       for (Index j = 0; j < Nk; ++j) {
@@ -75,8 +76,9 @@ void run_math(const Problem<T>& pb, const Pool& pool) {
     }
 
     // out = einsum('i j, j d -> i d', attn, v)
-    const Eigen::array<Eigen::IndexPair<Index>, 1> over_j = {Eigen::IndexPair<Index>(1, 0)};
-    Mat o = attn.contract(v, over_j);  // (Nq, Dv)
+    const ContractPair over_j = {Eigen::IndexPair<Index>(1, 0)};
+    Mat o(Nq, Dv);  // (Nq, Dv)
+    contract(attn, over_j, v, o);
     // attend's rule for zero weights (zero_weights.hpp): a weight of exactly 0 contributes nothing,
     // even against an Inf or NaN value, where the product above gives 0 · Inf = NaN. Such a NaN means
     // v has a non-finite entry: redo the product with those entries zeroed and add their terms where
@@ -86,7 +88,7 @@ void run_math(const Problem<T>& pb, const Pool& pool) {
         for (Index d = 0; d < Dv; ++d) {
           if (!std::isfinite(v(j, d))) v(j, d) = Acc(0);
         }
-      o = attn.contract(v, over_j);
+      contract(attn, over_j, v, o);
       add_nonfinite_value_terms(
           pb, b, hk, 0, Nk, Nq, [&](Index j, Index i) { return attn(i, j); },
           [&](Index i, Index d) -> Acc& { return o(i, d); });

@@ -21,13 +21,16 @@
 ATTEND_BEGIN_NAMESPACE
 namespace detail {
 
-/// Whether the tiled kernels write the output with non-temporal stores: when it is larger than the
-/// caches can keep until anyone reads it (TileTraits::kStreamOutputBytes), an ordinary store first
+/// Whether a kernel writes `bytes` of results with non-temporal stores: when they are more than the
+/// caches can keep until anyone reads them (TileTraits::kStreamOutputBytes), an ordinary store first
 /// reads each line from memory to own it, a third of the traffic of a short-sequence call. At
-/// bsr_freq (101 MB of output, 62-query tiles) that read cost 6-7% of the time on Zen 4.
+/// bsr_freq (101 MB of output, 62-query tiles) that read cost 6-7% of the forward's time on Zen 4.
+inline bool streams_results(std::size_t bytes) { return bytes >= TileTraits::kStreamOutputBytes; }
+
+/// Whether the tiled kernels write the forward's output with non-temporal stores (streams_results).
 template <typename T>
 bool output_is_streamed(const Problem<T>& pb) {
-  return static_cast<std::size_t>(pb.B * pb.Hq * pb.Nq * pb.Dv) * sizeof(T) >= TileTraits::kStreamOutputBytes;
+  return streams_results(static_cast<std::size_t>(pb.B * pb.Hq * pb.Nq * pb.Dv) * sizeof(T));
 }
 
 /// The factor that turns the accumulator into the output: 1/(1-p) under dropout, else 1.

@@ -26,7 +26,7 @@ namespace detail {
 /// may leave its last partial line unrequested (a prefetch is only a hint).
 class LinePrefetcher {
  public:
-  static constexpr int kMaxRanges = 4;
+  static constexpr int kMaxRanges = 6;  // the flash backward's next item: k, v, q, dout, out, lse
 
   /// Appends `rows` rows of `row_bytes` bytes, `stride_bytes` apart, starting at `first`. Rows that
   /// follow each other in memory count as one long row.

@@ -48,7 +48,7 @@ if [[ "$VARIANTS" == 1 ]]; then
 fi
 
 # The full comparison with peaks and bandwidth measured in the same process.
-"$bench" --threads="$THREADS" --benchmark_min_time=0.2 \
+"$bench" --full --threads="$THREADS" --benchmark_min_time=0.2 \
   --benchmark_filter='^((flash|mem_efficient)/f32/(bsr_time|bsr_freq|long4k|causal2k_d128|decode_gqa)|flash/bf16/(long4k|bsr_time|bsr_freq)|flash_bwd/(f32|bf16)/(bsr_time|bsr_freq|long4k|causal2k_d128))/' \
   --benchmark_out="$OUT/attend.json" --benchmark_out_format=json 2>&1 | tee "$OUT/attend.txt"
 

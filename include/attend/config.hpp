@@ -84,7 +84,7 @@ enum class Kernel {
   contraction,           ///< math: the einsum form with Eigen tensor contractions
   query_chunks,          ///< mem_efficient: 64-query chunks, a full-row softmax each
   query_tiles,           ///< flash: 64-query tiles with an online softmax, fp32 (f64 for double) products
-  query_tiles_bf16_dot,  ///< flash: the same with bf16 products (bf16, an even D, a CPU with AVX512_BF16)
+  query_tiles_bf16_dot,  ///< flash: the same with bf16 products (bf16, an even D, AVX512_BF16 where it pays)
   split_kv_decode,       ///< flash: few queries per kv head, keys split across threads (a decode step);
                          ///< the query counts it serves are DecodeTraits' in detail/kernel/kernel_traits.hpp
   key_splits,            ///< flash backward: 64 x 64 tiles over splits of the keys, dq summed in split order

@@ -93,7 +93,7 @@ Kernel local_forward_kernel(const Problem<T>& pb, Path path) {
   switch (path) {
     case Path::flash:
       if (use_decode_kernel(pb)) return Kernel::split_kv_decode;
-      return kBf16Dot<T> && pb.D % 2 == 0 ? Kernel::query_tiles_bf16_dot : Kernel::query_tiles;
+      return kBf16Dot<T> && pb.D % 2 == 0 && bf16_pairs_pay() ? Kernel::query_tiles_bf16_dot : Kernel::query_tiles;
     case Path::mem_efficient: return Kernel::query_chunks;
     case Path::math: return Kernel::contraction;
   }

@@ -6,8 +6,9 @@
 // and the packing of operands into bf16 pairs.
 //
 // vdpbf16ps adds two bf16 products to each fp32 lane, c[i] += a[2i]·b[2i] + a[2i+1]·b[2i+1]: 32
-// multiply-adds per instruction where an fp32 FMA does 16, at the same issue rate (Zen 4 and Sapphire
-// Rapids). Both attention products are laid out so that the pair runs along the reduction:
+// multiply-adds per instruction where an fp32 FMA does 16. Whether that pays depends on the CPU, not
+// on the instruction set, so bf16_pairs_pay() decides at run time (below). Both attention products are
+// laid out so that the pair runs along the reduction:
 //   S^T  = K · Q^T       (Bc x Br)  over d:    A pair (k[j][2c], k[j][2c+1]), read in place from K
 //                                              B pair Qp[c][i] = (q[i][2c], q[i][2c+1])
 //   O    = P · V         (Br x Dv)  over keys: A pair Pp[c][i] = (p[2c][i], p[2c+1][i])
@@ -27,11 +28,13 @@
 #include "attend/detail/arch/isa.hpp"
 
 #if ATTEND_HAVE_BF16_DOT
+#include <cpuid.h>  // __get_cpuid
 #include <immintrin.h>
 
 #include <algorithm>  // std::min, std::max
 #include <cstdint>    // std::uint16_t, std::uint32_t
-#include <cstring>    // std::memcpy
+#include <cstdlib>    // std::getenv
+#include <cstring>    // std::memcpy, std::strcmp
 
 #include <Eigen/Core>
 
@@ -193,6 +196,30 @@ struct Bf16Pairs {
 };
 
 }  // namespace avx512
+
+/// Whether the flash forward's bf16 tiles take bf16 pair products (vdpbf16ps) on this CPU, rather
+/// than converting to fp32 and taking fp32 FMAs: the same instruction set, different speeds.
+/// Measured with the same binary (flash bf16, one thread, GFLOP/s; bench/results/xeon16_s3_*):
+///   AMD Zen 4:                         pairs 1.66x the f32 row on long4k (0.85 of the fp32 peak → 1.4)
+///   Intel Xeon (Sapphire/Emerald Rapids): pairs 76 on long4k and bsr_time, fp32 products 117-129
+///                                      (vdpbf16ps there does not issue at twice the FMA's rate)
+/// So pairs on AMD, fp32 products elsewhere. ATTEND_BF16_PRODUCTS=pairs or =fp32 overrides it (tests
+/// take both kernels on any CPU that has the instruction). Read once per process: the kernel a call
+/// takes, its workspace size and Dispatch::kernel all ask here, and must agree.
+inline bool bf16_pairs_pay() {
+  static const bool pay = [] {
+    if (const char* forced = std::getenv("ATTEND_BF16_PRODUCTS")) {
+      if (std::strcmp(forced, "pairs") == 0) return true;
+      if (std::strcmp(forced, "fp32") == 0) return false;
+    }
+    unsigned int max_leaf = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &max_leaf, &ebx, &ecx, &edx) == 0) return false;
+    // The vendor string is EBX, EDX, ECX: "Auth" "enti" "cAMD".
+    return ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;
+  }();
+  return pay;
+}
+
 }  // namespace detail
 ATTEND_END_NAMESPACE
 

@@ -113,6 +113,9 @@ struct FmaOps {
 using Bf16PairOps = avx512::Bf16Pairs;
 #else
 struct Bf16PairOps;
+/// Whether this CPU runs bf16 pair products faster than fp32 ones (arch/avx512_bf16.hpp): never,
+/// where the target has none.
+inline bool bf16_pairs_pay() { return false; }
 #endif
 
 /// Whether T's products run on bf16 pairs (Bf16PairOps): T is bf16 and the target has AVX512_BF16.

@@ -36,12 +36,16 @@ SUMMARY_MARKERS = ("<!-- perf-summary:begin -->", "<!-- perf-summary:end -->")
 # "avx2_files" (optional): the same rows from attend_bench built for x86-64-v3 (AVX2 + FMA) in the
 # same session, shown as flash's fraction of the AVX2 build's own measured peak. The backward column
 # shows the flash backward's rows (flash_bwd/...) of "files" where they exist.
+# "peers" (optional): bench/peers output of the same session; the table then shows attend's flash
+# throughput over PyTorch's (forward, and backward where both ran).
 SUMMARY = {
-    "files": ["results/zen4_2core_s4.json"],
-    "machine": "2-core AMD Zen 4 (AVX-512 with AVX512_BF16)",
-    "commit": "3217ba4",
+    "files": ["results/xeon16_s3_attend.json"],
+    "avx2_files": ["results/xeon16_s3_avx2.json"],
+    "peers": ["results/xeon16_s3_torch.txt"],
+    "machine": "16-core Intel Xeon (Sapphire/Emerald Rapids class, AVX-512 with AVX512_BF16, KVM)",
+    "commit": "1c4569c",
     "type": "f32",
-    "threads": 2,
+    "threads": 1,
 }
 
 # What each benchmark shape is (bench/attend_bench.cpp has the full list).
@@ -56,6 +60,13 @@ SHAPE_NOTES = {
 
 # (heading, report.py arguments, compare.py arguments or None)
 SESSIONS = [
+    ("16-core Intel Xeon, session 3 (this work's final kernels at 1c4569c, forward and backward), 1, 2 and 16 threads",
+     ["results/xeon16_s3_attend.json"],
+     ["results/xeon16_s3_attend.json", "results/xeon16_s3_torch.txt", "results/xeon16_s3_ort.txt"]),
+    ("16-core Intel Xeon, session 3, attend_bench built for x86-64-v3 (the AVX2 + FMA kernels; ceilings of the same build)",
+     ["results/xeon16_s3_avx2.json"], None),
+    ("16-core Intel Xeon, session 3, bf16 with fp32 products (the same kernels built with -mno-avx512bf16: what bf16 runs on Intel CPUs since 6dc6761)",
+     ["results/xeon16_s3_bf16_fp32products.json"], None),
     ("2-core AMD Zen 4 (AVX-512 with AVX512_BF16; this project's development and CI machine), every path and type, 1 and 2 threads",
      ["--util", "--prefer-util", "results/zen4_2core_s4.json", "results/zen4_2core_s4_rerun.json"], None),
     ("16-core Intel Xeon, session 2 (the first session's final kernels: before bf16 products and streamed outputs), 1, 2 and 16 threads",
@@ -111,42 +122,75 @@ def summary_section():
     peak = ctx.get(f"attend_fp32_peak_GFLOPS_{threads}t")
     bw = ctx.get(f"attend_read_bw_GBps_{threads}t")
     shown = " and ".join(f"`bench/{f}`" for f in SUMMARY["files"])
-    head = (f"_{SUMMARY['machine']}, attend at {SUMMARY['commit']} ({shown}): {typ}, {threads} threads, "
+    head = (f"_{SUMMARY['machine']}, attend at {SUMMARY['commit']} ({shown}): {typ}, {threads} thread{'' if threads == 1 else 's'}, "
             f"GFLOP/s per path"
             + (f"; measured fp32 FMA peak {peak} GFLOP/s" if peak else "")
             + (f", read bandwidth {bw} GB/s" if bw else "") + "._")
     avx2_files = [os.path.join(HERE, f) for f in SUMMARY.get("avx2_files", []) if os.path.exists(os.path.join(HERE, f))]
     avx2 = report.load(avx2_files, prefer_util=True)[0] if avx2_files else None
     backward = any(k[0] == "flash_bwd" and k[1] == typ and k[3] == threads for k in rows)
-    columns = ["shape", "what", "flash", "mem_efficient", "math", "flash, fraction of the ceiling"]
+    torch = peer_rates([os.path.join(HERE, f) for f in SUMMARY.get("peers", [])], "torch", typ, threads)
+    paths = [p for p in report.PATHS if any(k[0] == p and k[1] == typ and k[3] == threads for k in rows)]
+    columns = ["shape", "what"] + paths + ["flash, fraction of the ceiling"]
+    if torch:
+        columns.append("flash / PyTorch")
     if backward:
         columns.append("flash backward (fraction of the FMA peak)")
+        if torch:
+            columns.append("backward / PyTorch")
     if avx2 is not None:
         columns.append("flash built for AVX2 (x86-64-v3), fraction of its ceiling")
     out = [head, "", "| " + " | ".join(columns) + " |",
-           "|---|---|---:|---:|---:|---|" + "---|" * (len(columns) - 6)]
+           "|---|---|" + "---:|" * len(paths) + "---|" * (len(columns) - 2 - len(paths))]
     shapes = sorted({k[2] for k in rows if k[1] == typ and k[3] == threads},
                     key=lambda x: (report.rank(report.SHAPES, x), x))
     shared = False
     for shape in shapes:
         cells = []
-        for path in report.PATHS:
+        for path in paths:
             r = rows.get((path, typ, shape, threads))
             mark = ""
             if r is not None and r["cpu_util"] is not None and r["cpu_util"] < 0.9:
                 mark, shared = " †", True
             cells.append("–" if r is None or r["gflops"] is None else f"{r['gflops']:.1f}{mark}")
-        cells.append(ceiling_fraction(rows.get(("flash", typ, shape, threads))))
+        flash = rows.get(("flash", typ, shape, threads))
+        cells.append(ceiling_fraction(flash))
+        if torch:
+            cells.append(ratio(flash, torch.get(("flash", shape))))
         if backward:
             r = rows.get(("flash_bwd", typ, shape, threads))
             cells.append("–" if r is None or r["gflops"] is None else
                          f"{r['gflops']:.1f} ({r['peak_frac']:.2f})" if r["peak_frac"] is not None else f"{r['gflops']:.1f}")
+            if torch:
+                cells.append(ratio(r, torch.get(("flash_bwd", shape))))
         if avx2 is not None:
             cells.append(ceiling_fraction(avx2.get(("flash", typ, shape, threads)), short=True))
         out.append(f"| {shape} | {SHAPE_NOTES.get(shape, '')} | {' | '.join(cells)} |")
     if shared:
         out += ["", "† cpu_util below 0.9: the row shared its cores with other work (its numbers are low)."]
     return "\n".join(out) + "\n"
+
+
+def peer_rates(files, peer, typ, threads):
+    """{(backend, shape): GFLOP/s} from bench/peers lines such as `torch/flash/f32/long4k/1 ... GFLOPS=x`."""
+    rates = {}
+    for f in files:
+        if not os.path.exists(f):
+            continue
+        for line in open(f, encoding="utf-8"):
+            parts = line.split()
+            if not parts or "GFLOPS=" not in line:
+                continue
+            name = parts[0].split("/")
+            if len(name) == 5 and name[0] == peer and name[2] == typ and name[4] == str(threads):
+                rates[(name[1], name[3])] = float(line.split("GFLOPS=")[1].split()[0])
+    return rates
+
+
+def ratio(row, peer_gflops):
+    if row is None or not row["gflops"] or not peer_gflops:
+        return "–"
+    return f"{row['gflops'] / peer_gflops:.2f}x"
 
 
 def ceiling_fraction(row, short=False):

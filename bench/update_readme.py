@@ -102,8 +102,9 @@ def full_section():
                 parts.append(f"attend's flash path beside PyTorch's CPU flash SDPA, same session "
                              f"(`python3 bench/compare.py {' '.join('bench/' + a for a in cmp_args)}`):\n")
                 parts.append(run(compare.main, cmp_args) + "\n")
-        memory = "results/zen4_long16k_memory.txt"
-        if os.path.exists(memory):
+        for memory in ("results/zen4_long16k_memory.txt", "results/xeon2_long16k_backward_memory.txt"):
+            if not os.path.exists(memory):
+                continue
             lines = [l.rstrip() for l in open(memory, encoding="utf-8")]
             parts.append(f"#### {lines[0].lstrip('# ')}\n")
             parts.append("```\n" + "\n".join(l.strip() for l in lines[1:]) + "\n```\n")

@@ -12,6 +12,11 @@
 #      out of these runs (they build projects or expect compile errors, and do not depend on the
 #      level; step 2 ran them)
 #
+#   4. CPUs this machine may not be, emulated by qemu-x86_64 (QEMU 7.2's TCG has AVX2 and FMA but no
+#      AVX-512): as Haswell (x86-64-v3) and as Nehalem (the baseline), the installed consumer must pick
+#      that level by itself, and the golden cases (forward and gradients, every path and type) must
+#      pass there; an AVX-512 instruction anywhere on the way stops the run with SIGILL
+#
 #   .ci/dispatch.sh                 all of it
 #   LEVELS="x86-64 x86-64-v3" .ci/dispatch.sh    only these levels in step 3
 #
@@ -53,6 +58,28 @@ for level in $LEVELS; do
     -E '^attend\.(package|dispatch|odr|headers|robust\.compile_fail)'
   times+=("${level}: $((SECONDS - start))s")
 done
+
+# 4. Emulated CPUs: qemu-x86_64 -cpu <model> runs the programs with that CPU's CPUID and instructions.
+consumer="$build_dir/tests/packaging/package/dispatch/attend_consumer"
+if ! command -v qemu-x86_64 >/dev/null 2>&1; then
+  echo "==== dispatch: no qemu-x86_64 (Debian: qemu-user): emulated CPUs skipped"
+  times+=("emulated CPUs: skipped (no qemu-x86_64)")
+elif [[ "$(uname -m)" != x86_64 || ! -x "$consumer" ]]; then
+  echo "==== dispatch: not an x86-64 build with the dispatch consumer: emulated CPUs skipped"
+  times+=("emulated CPUs: skipped")
+else
+  for model_level in Haswell:x86-64-v3 Nehalem:x86-64; do
+    model="${model_level%%:*}" level="${model_level#*:}"
+    start=$SECONDS
+    echo "==== dispatch: qemu-x86_64 -cpu ${model} (expects ${level})"
+    # TCG warns about host CPUID bits it does not emulate (pcid, x2apic, ...): noise, dropped.
+    run_as() { qemu-x86_64 -cpu "$model" "$@" 2> >(grep -v "TCG doesn't support requested feature" >&2); }
+    ATTEND_EXPECT_LEVEL="$level" run_as "$consumer"
+    run_as "$build_dir/tests/forward/attend_golden_test" | tail -3
+    run_as "$build_dir/tests/backward/attend_golden_grad_test" | tail -3
+    times+=("qemu -cpu ${model}: $((SECONDS - start))s")
+  done
+fi
 
 echo
 echo "==== dispatch: summary"

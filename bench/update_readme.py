@@ -65,7 +65,7 @@ SESSIONS = [
      ["results/xeon16_s3_attend.json", "results/xeon16_s3_torch.txt", "results/xeon16_s3_ort.txt"]),
     ("16-core Intel Xeon, session 3, attend_bench built for x86-64-v3 (the AVX2 + FMA kernels; ceilings of the same build)",
      ["results/xeon16_s3_avx2.json"], None),
-    ("16-core Intel Xeon, session 3, bf16 with fp32 products (the same kernels built with -mno-avx512bf16: what bf16 runs on Intel CPUs since 6dc6761)",
+    ("16-core Intel Xeon, session 3, bf16 with fp32 products (the same kernels built with -mno-avx512bf16: what bf16 runs on Intel CPUs since 073199a)",
      ["results/xeon16_s3_bf16_fp32products.json"], None),
     ("2-core AMD Zen 4 (AVX-512 with AVX512_BF16; this project's development and CI machine), every path and type, 1 and 2 threads",
      ["--util", "--prefer-util", "results/zen4_2core_s4.json", "results/zen4_2core_s4_rerun.json"], None),

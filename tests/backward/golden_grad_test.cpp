@@ -18,8 +18,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <string>
 #include <type_traits>
@@ -30,26 +28,12 @@
 #include "support/golden.hpp"
 #include "support/reference.hpp"
 
-#ifndef ATTEND_GOLDEN_DIR_DEFAULT
-#error "ATTEND_GOLDEN_DIR_DEFAULT must name the project's golden data directory"
-#endif
-
 namespace {
 
 using attend::Index;
 using attend_test::GoldenCase;
 using attend_test::Gradients;
 using attend_test::Inputs;
-
-std::string golden_dir() {
-  const char* env = std::getenv("ATTEND_GOLDEN_DIR");
-  return env != nullptr && *env != '\0' ? std::string(env) : std::string(ATTEND_GOLDEN_DIR_DEFAULT);
-}
-
-bool verbose() {
-  const char* env = std::getenv("ATTEND_GOLDEN_VERBOSE");
-  return env != nullptr && *env != '\0' && std::string(env) != "0";
-}
 
 template <typename T>
 void run_case(const GoldenCase& c, const std::vector<double>& dout, bool golden) {
@@ -111,7 +95,7 @@ void run_case(const GoldenCase& c, const std::vector<double>& dout, bool golden)
                  {"dv", r.dv, judge.dv, tol.dv, c.in.Hkv, c.in.Nk, c.in.Dv}};
     for (const auto& g : grads) {
       const auto d = attend_test::compare(g.got, g.want);
-      if (verbose()) {
+      if (attend_test::golden_verbose()) {
         std::printf("  judged vs %s: %s %s %.3e / tol %.3e (%.4f)\n",
                     golden && !k16 ? "golden" : "double-on-rounded", what.c_str(), g.name, d.max_abs_err, g.tol,
                     g.tol > 0 ? d.max_abs_err / g.tol : 0.0);
@@ -125,18 +109,7 @@ void run_case(const GoldenCase& c, const std::vector<double>& dout, bool golden)
 }
 
 TEST(GoldenGrad, EveryCaseEveryPathEveryType) {
-  const std::string root = golden_dir();
-  ASSERT_TRUE(std::filesystem::is_directory(root)) << "golden directory not found: " << root;
-  const auto dirs = attend_test::golden_case_dirs(root);
-  ASSERT_FALSE(dirs.empty()) << "no case folder (holding case.txt) in " << root;
-  for (const auto& dir : dirs) {
-    GoldenCase c;
-    try {
-      c = attend_test::load_golden_case(dir);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "cannot load golden case " << dir << ": " << e.what();
-      continue;
-    }
+  attend_test::for_each_golden_case([](const GoldenCase& c) {
     const bool golden = !c.dout.empty();
     const std::vector<double> dout =
         golden ? c.dout : attend_test::randn(c.in.out_size(), std::hash<std::string>{}(c.name) % 100000 + 17);
@@ -148,7 +121,7 @@ TEST(GoldenGrad, EveryCaseEveryPathEveryType) {
     run_case<float>(c, dout, golden);
     run_case<Eigen::bfloat16>(c, dout, golden);
     run_case<Eigen::half>(c, dout, golden);
-  }
+  });
   std::fflush(stdout);
 }
 

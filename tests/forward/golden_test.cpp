@@ -16,8 +16,6 @@
 
 #include <cstdio>
 #include <cmath>
-#include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -26,25 +24,11 @@
 #include "support/golden.hpp"
 #include "support/reference.hpp"
 
-#ifndef ATTEND_GOLDEN_DIR_DEFAULT
-#error "ATTEND_GOLDEN_DIR_DEFAULT must name the project's golden data directory"
-#endif
-
 namespace {
 
 using attend::Index;
 using attend_test::GoldenCase;
 using attend_test::Inputs;
-
-std::string golden_dir() {
-  const char* env = std::getenv("ATTEND_GOLDEN_DIR");
-  return env != nullptr && *env != '\0' ? std::string(env) : std::string(ATTEND_GOLDEN_DIR_DEFAULT);
-}
-
-bool verbose() {
-  const char* env = std::getenv("ATTEND_GOLDEN_VERBOSE");
-  return env != nullptr && *env != '\0' && std::string(env) != "0";
-}
 
 /// Positions where exactly one of a, b is -inf.
 std::size_t neg_inf_mismatches(const std::vector<double>& a, const std::vector<double>& b) {
@@ -97,7 +81,7 @@ void run_case(const GoldenCase& c) {
 
     const auto j = k16 ? attend_test::compare(r.out, judge_out) : g;
     const auto jl = k16 ? attend_test::compare(r.lse, judge_lse) : gl;
-    if (verbose()) {
+    if (attend_test::golden_verbose()) {
       std::printf("  judged vs %s: out %.3e / tol %.3e (%.3f)  lse %.3e / tol %.3e (%.3f)\n",
                   k16 ? "double-on-rounded" : "golden", j.max_abs_err, tol.out, j.max_abs_err / tol.out,
                   jl.max_abs_err, tol.lse, jl.max_abs_err / tol.lse);
@@ -118,23 +102,12 @@ void run_case(const GoldenCase& c) {
 }
 
 TEST(Golden, EveryCaseEveryPathEveryType) {
-  const std::string root = golden_dir();
-  ASSERT_TRUE(std::filesystem::is_directory(root)) << "golden directory not found: " << root;
-  const auto dirs = attend_test::golden_case_dirs(root);
-  ASSERT_FALSE(dirs.empty()) << "no case folder (holding case.txt) in " << root;
-  for (const auto& dir : dirs) {
-    GoldenCase c;
-    try {
-      c = attend_test::load_golden_case(dir);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "cannot load golden case " << dir << ": " << e.what();
-      continue;
-    }
+  attend_test::for_each_golden_case([](const GoldenCase& c) {
     run_case<double>(c);
     run_case<float>(c);
     run_case<Eigen::bfloat16>(c);
     run_case<Eigen::half>(c);
-  }
+  });
   std::fflush(stdout);
 }
 

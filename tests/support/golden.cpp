@@ -3,6 +3,7 @@
 #include "support/golden.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,6 +11,10 @@
 #include <utility>
 
 #include "support/npy.hpp"
+
+#ifndef ATTEND_GOLDEN_DIR_DEFAULT
+#error "ATTEND_GOLDEN_DIR_DEFAULT must name the project's golden data directory"
+#endif
 
 namespace attend_test {
 
@@ -57,8 +62,19 @@ Npy load_f8(const fs::path& dir, const std::string& name, const std::vector<long
 
 }  // namespace
 
+std::string golden_root() {
+  const char* env = std::getenv("ATTEND_GOLDEN_DIR");
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(ATTEND_GOLDEN_DIR_DEFAULT);
+}
+
+bool golden_verbose() {
+  const char* env = std::getenv("ATTEND_GOLDEN_VERBOSE");
+  return env != nullptr && *env != '\0' && std::string(env) != "0";
+}
+
 std::vector<std::string> golden_case_dirs(const std::string& root) {
   std::vector<std::string> dirs;
+  if (!fs::is_directory(root)) return dirs;
   for (const auto& e : fs::directory_iterator(root)) {
     if (e.is_directory() && fs::exists(e.path() / "case.txt")) dirs.push_back(e.path().string());
   }

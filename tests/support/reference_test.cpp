@@ -18,10 +18,6 @@
 #include "support/golden.hpp"
 #include "support/reference.hpp"
 
-#ifndef ATTEND_GOLDEN_DIR_DEFAULT
-#error "ATTEND_GOLDEN_DIR_DEFAULT must name the project's golden data directory"
-#endif
-
 namespace {
 
 using attend::Causal;
@@ -31,16 +27,9 @@ using attend_test::Gradients;
 using attend_test::Inputs;
 using attend_test::MaskKind;
 
-bool verbose() {
-  const char* env = std::getenv("ATTEND_GOLDEN_VERBOSE");
-  return env != nullptr && *env != '\0' && std::string(env) != "0";
-}
-
 std::vector<attend_test::GoldenCase> golden_cases() {
   std::vector<attend_test::GoldenCase> cases;
-  for (const std::string& dir : attend_test::golden_case_dirs(ATTEND_GOLDEN_DIR_DEFAULT)) {
-    cases.push_back(attend_test::load_golden_case(dir));
-  }
+  attend_test::for_each_golden_case([&cases](const attend_test::GoldenCase& c) { cases.push_back(c); });
   return cases;
 }
 
@@ -84,7 +73,7 @@ TEST(ReferenceGolden, ForwardMatchesEveryCase) {
     const auto tol = attend_test::tolerance<double>(c.in, attend_test::max_abs_finite(c.out),
                                                     attend_test::max_abs_finite(c.lse), ks);
     const auto d = attend_test::compare(f.out, c.out), dl = attend_test::compare(f.lse, c.lse);
-    if (verbose()) {
+    if (attend_test::golden_verbose()) {
       std::printf("reference case=%s out %.3e / tol %.3e (%.4f)  lse %.3e / tol %.3e (%.4f)\n", c.name.c_str(),
                   d.max_abs_err, tol.out, d.max_abs_err / tol.out, dl.max_abs_err, tol.lse, dl.max_abs_err / tol.lse);
     }
@@ -113,7 +102,7 @@ TEST(ReferenceGolden, GradientsMatchEveryCase) {
     for (const auto& x : grads) {
       const double tol = attend_test::grad_tolerance<double>(c.in, attend_test::max_abs_finite(x.want), x.terms, x.n);
       const auto d = attend_test::compare(x.got, x.want);
-      if (verbose()) {
+      if (attend_test::golden_verbose()) {
         std::printf("reference case=%s %s %.3e / tol %.3e (%.4f)\n", c.name.c_str(), x.name, d.max_abs_err, tol,
                     d.max_abs_err / tol);
       }
@@ -218,7 +207,7 @@ TEST_P(ReferenceFiniteDifferences, GradientsMatch) {
       nonzero += grad[e] != 0.0;
       worst = std::max(worst, std::abs(grad[e] - fd) / (1.0 + std::abs(fd)));
     }
-    if (verbose()) std::printf("reference fd case=%s %s: max |grad - fd| / (1 + |fd|) = %.2e\n", fc.name, what, worst);
+    if (attend_test::golden_verbose()) std::printf("reference fd case=%s %s: max |grad - fd| / (1 + |fd|) = %.2e\n", fc.name, what, worst);
     EXPECT_GT(nonzero, 0) << what << ": premise, some gradient is not 0";
   };
   check("dq", &Inputs::q, g.dq);

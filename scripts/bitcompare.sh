@@ -27,22 +27,28 @@ echo "bitcompare: working tree against $(git rev-parse --short "$rev"); battery:
 status=0
 for i in "${!flag_sets[@]}"; do
   flags="${flag_sets[$i]}"
+  pids=()
   for side in base new; do
     inc="$work/base/include"
     [[ "$side" == new ]] && inc="$PWD/include"
     # shellcheck disable=SC2086  # the flag set is split on purpose
     "$cxx" -std=c++17 -O3 -DNDEBUG $flags -I"$inc" -isystem "$eigen" scripts/bitcompare/digest.cpp \
       -o "$work/digest_${side}_$i" -pthread &
+    pids+=("$!")
   done
-  wait
+  for pid in "${pids[@]}"; do
+    wait "$pid" || { echo "bitcompare [$flags]: the battery did not compile" >&2; exit 2; }
+  done
   "$work/digest_base_$i" "$filter" > "$work/base_$i.txt"
   "$work/digest_new_$i" "$filter" > "$work/new_$i.txt"
   lines="$(wc -l < "$work/new_$i.txt")"
-  if cmp -s "$work/base_$i.txt" "$work/new_$i.txt"; then
+  # diff's status 1 means "they differ", not a failure: kept out of set -e, so that one differing
+  # flag set does not end the run before the others are compared.
+  if diff "$work/base_$i.txt" "$work/new_$i.txt" > "$work/diff_$i.txt"; then
     echo "bitcompare [$flags]: identical ($lines calls)"
   else
-    echo "bitcompare [$flags]: $(diff "$work/base_$i.txt" "$work/new_$i.txt" | grep -c '^>') of $lines calls differ:"
-    diff "$work/base_$i.txt" "$work/new_$i.txt" | grep '^>' | head -40
+    echo "bitcompare [$flags]: $(grep -c '^>' "$work/diff_$i.txt") of $lines calls differ:"
+    awk '/^>/ && shown++ < 40' "$work/diff_$i.txt"
     status=1
   fi
 done

@@ -50,6 +50,14 @@ sys.path.insert(0, HERE)
 from common import PROTOCOL_PREFIX, SHAPES, flops, kv_bytes  # noqa: E402
 
 SHAPE_ORDER = list(SHAPES)
+
+
+def memory_bound(direction, shape):
+    """The decode step's forward reads all of K and V for one query: GB/s and the read bandwidth.
+    Its backward (attend_bench's flash_bwd/*/decode_gqa rows) is reported as the others, in GFLOP/s
+    of the fp32 FMA peak, with its time beside."""
+    return direction == "fwd" and SHAPES[shape][7]
+
 UTIL_MIN = 0.9
 PEER_IMPLS = ["torch/flash", "torch/math", "ort"]
 LABEL = {"torch/flash": "torch flash", "torch/math": "torch math", "ort": "ORT"}
@@ -200,6 +208,26 @@ def run_attend(bench, paths, cell, min_time, tmpdir, timeout, have):
 # The run
 
 
+def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")):
+    """The CPU features that decide which kernels run (attend's and the peers'), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [w for w in wanted if w in have]
+    except OSError:
+        pass
+    return []
+
+
+def load_avg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def machine_name():
     model, cpus = "cpu", os.cpu_count() or 0
     try:
@@ -291,6 +319,7 @@ def run(args):
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "peers": {k: w.info or {"unavailable": w.dead_reason} for k, w in workers.items()},
             "python": platform.python_version(), "skipped_cells": ["/".join(map(str, c)) for c in skipped],
+            "cpu_flags": cpu_flags(), "load_start": load_avg(),
         },
         "measurements": [], "contexts": [],
     }
@@ -336,6 +365,7 @@ def run(args):
             w.stop()
     result["meta"]["elapsed_s"] = round(time.monotonic() - t_start, 1)
     result["meta"]["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    result["meta"]["load_end"] = load_avg()
     log(f"run.py: measured in {result['meta']['elapsed_s']:.0f} s; worker logs in {tmpdir}")
     return result
 
@@ -345,7 +375,7 @@ def summary_word(impl, rec, cell):
         return f"{impl} n/a"
     direction, shape, typ, _th = cell
     s = rec["seconds"]
-    if SHAPES[shape][7]:
+    if memory_bound(direction, shape):
         v = f"{kv_bytes(shape, typ) / s / 1e9:.1f} GB/s"
     else:
         v = f"{flops(shape, direction) / s / 1e9:.1f} GFLOP/s"
@@ -386,7 +416,7 @@ def summarize(result):
     out = {}
     for cell, by_impl in groups.items():
         direction, shape, typ, th = cell
-        decode = SHAPES[shape][7]
+        decode = memory_bound(direction, shape)
         out[cell] = {}
         for impl, ms in by_impl.items():
             ok = [m for m in ms if m.get("ok")]
@@ -507,8 +537,8 @@ def markdown(result):
 
     order = sorted(summary, key=lambda c: (c[0] != "fwd", SHAPE_ORDER.index(c[1]) if c[1] in SHAPE_ORDER else 99,
                                             c[2] != "f32", c[2], c[3]))
-    fwd = [c for c in order if c[0] == "fwd" and not SHAPES[c[1]][7]]
-    dec = [c for c in order if c[0] == "fwd" and SHAPES[c[1]][7]]
+    fwd = [c for c in order if c[0] == "fwd" and not memory_bound(c[0], c[1])]
+    dec = [c for c in order if memory_bound(c[0], c[1])]
     bwd = [c for c in order if c[0] == "bwd"]
     table("Forward, GFLOP/s", fwd, False,
           "GFLOP/s with attend_bench's count, 4·B·Hq·Nq·Nk·D per call (half for the causal square shape); "
@@ -568,13 +598,14 @@ def chart(result, path, dpi=100):
                     hatched |= shared
                     ax.bar(x, r["frac"], width * 0.92, color=COLORS.get(impl), hatch="//" if shared else None,
                            edgecolor="white" if shared else None, linewidth=0)
-                a, b = recs.get(lead), best_peer(recs, SHAPES[shape][7])
+                a, b = recs.get(lead), best_peer(recs, memory_bound(direction, shape))
                 if a and a["ok"] and b:
                     top = max(r["frac"] for r in recs.values() if r.get("ok") and r.get("frac") is not None)
                     ax.text(j, top + 0.02, f"{recs[b]['seconds'] / a['seconds']:.2f}x", ha="center", va="bottom",
                             fontsize=8, fontweight="bold")
             ax.set_xticks(range(len(shapes)))
-            ax.set_xticklabels([s + ("\n(of read bandwidth)" if SHAPES[s][7] else "") for s in shapes], fontsize=7)
+            ax.set_xticklabels([s + ("\n(of read bandwidth)" if memory_bound(direction, s) else "") for s in shapes],
+                               fontsize=7)
             ax.set_xlim(-0.5, max(len(shapes), 1) - 0.5)
             pk = peaks.get(th)
             ax.set_title(f"{'backward' if direction == 'bwd' else 'forward'}, {typ}, {th} thread{'s' if th > 1 else ''}"

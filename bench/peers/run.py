@@ -427,7 +427,9 @@ def summarize(result):
             s = statistics.median(m["seconds"] for m in ok)
             gflops = flops(shape, direction) / s / 1e9
             gbps = kv_bytes(shape, typ) / s / 1e9
+            secs = [m["seconds"] for m in ok]
             rec = {"ok": True, "seconds": s, "gflops": gflops, "gbps": gbps, "n": len(ok), "of": len(ms),
+                   "spread": (max(secs) - min(secs)) / s,
                    "cpu_util": median_or_none(m.get("cpu_util") for m in ok),
                    "op": ok[0].get("op")}
             # Fraction of the machine's ceiling, the same one for every implementation: the median
@@ -465,13 +467,13 @@ def fmt_value(v):
     return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
 
 
-def cell_text(rec, decode, notes):
+def cell_text(rec, decode, notes, show_ms=None):
     if rec is None:
         return "–"
     if not rec["ok"]:
         return "n/a " + notes.ref(rec["reason"])
     v = fmt_value(rec["gbps"] if decode else rec["gflops"])
-    extra = [f"{rec['seconds'] * 1e3:.2f} ms"] if decode else []
+    extra = [f"{rec['seconds'] * 1e3:.2f} ms"] if (decode if show_ms is None else show_ms) else []
     if rec.get("op") and rec["op"] != "mha":
         extra.append(rec["op"])
     if extra:
@@ -479,6 +481,43 @@ def cell_text(rec, decode, notes):
     if rec.get("cpu_util") is not None and rec["cpu_util"] < UTIL_MIN:
         v += "*"
     return v
+
+
+NOISY_SPREAD = 0.10
+
+
+def noisy(rec):
+    """A summary that should not be read to better than its noise: its cores were shared (median
+    cpu_util below UTIL_MIN) or its sweeps disagree by more than NOISY_SPREAD of the median."""
+    return bool(rec and rec.get("ok") and ((rec.get("cpu_util") is not None and rec["cpu_util"] < UTIL_MIN)
+                                           or rec.get("spread", 0) > NOISY_SPREAD))
+
+
+def amx_note(meta):
+    """bf16 rows on a CPU with AMX: PyTorch's products run there (oneDNN), attend's do not."""
+    flags = meta.get("cpu_flags") or []
+    if "amx_bf16" not in flags:
+        return None
+    return ("bf16 on this CPU (AMX-BF16): PyTorch's bf16 SDPA takes its products from oneDNN's brgemm ukernel, "
+            "which oneDNN runs on AMX tiles where the CPU has them (its ISA here: \"Intel AVX10.1 and Intel AMX with "
+            "bfloat16\"; PyTorch's bf16 matmul reaches ~1.2 TFLOP/s on one core of this machine, 11x what it does with "
+            "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16); attend's bf16 on Intel CPUs widens to fp32 and takes fp32 FMA products "
+            "(include/attend/detail/arch/avx512_bf16.hpp), so these rows compare an fp32-product kernel with an "
+            "AMX one. An AMX kernel for attend is in progress separately.")
+
+
+def load_text(result):
+    meta = result["meta"]
+    loads = [c["load_avg"][0] for c in result.get("contexts", []) if c.get("load_avg")]
+    parts = []
+    if meta.get("load_start"):
+        parts.append(f"{meta['load_start'][0]:.2f} at the start")
+    if meta.get("load_end"):
+        parts.append(f"{meta['load_end'][0]:.2f} at the end")
+    if loads:
+        parts.append(f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f}) at the "
+                     f"{len(loads)} attend_bench starts")
+    return ("Load (1-minute average, 2 CPUs means 2.0 is full): " + ", ".join(parts) + ".") if parts else ""
 
 
 def markdown(result):
@@ -491,7 +530,9 @@ def markdown(result):
     pinfo = meta.get("peers", {})
     tv = pinfo.get("torch", {}).get("version")
     ov = pinfo.get("ort", {}).get("version")
-    out = [f"### attend beside PyTorch and ONNX Runtime: {meta['cpu_model']}, {meta['cpus']} CPUs", ""]
+    flags = meta.get("cpu_flags")
+    out = [f"### attend beside PyTorch and ONNX Runtime: {meta['cpu_model']}, {meta['cpus']} CPUs"
+           + (f" ({', '.join(flags)})" if flags else ""), ""]
     out.append(f"attend {meta['attend_git']}" + (f", PyTorch {tv} (CPU SDPA)" if tv else "") +
                (f", ONNX Runtime {ov} (CPU)" if ov else "") +
                f"; medians of {meta['repeats']} interleaved sweep{'s' if meta['repeats'] != 1 else ''}, {meta.get('started', '')[:10]}"
@@ -502,13 +543,32 @@ def markdown(result):
     out.append(f"**fp32 FMA peak** (attend_bench, same run): {pk or 'not measured'}." +
                (f" **Read bandwidth**: {bw}." if bw else ""))
     out.append("")
+    lt = load_text(result)
+    if lt:
+        out.append(lt)
+        out.append("")
+    utils = {}
+    for cell, recs in summary.items():
+        for r in recs.values():
+            if r.get("ok") and r.get("cpu_util") is not None:
+                utils.setdefault(cell[3], []).append(r["cpu_util"])
+    if utils:
+        out.append("Median cpu_util of the rows: " + ", ".join(
+            f"{t} thread{'s' if t > 1 else ''} {statistics.median(v):.2f} (min {min(v):.2f})"
+            for t, v in sorted(utils.items())) + ". Rows whose cores were shared (`*`) or whose sweeps spread by "
+            f"more than {NOISY_SPREAD:.0%} are marked noisy in the ratio column; read them as rough.")
+        out.append("")
+    amx = amx_note(meta)
 
     def ratio_text(recs, decode):
         a = recs.get(lead)
         b = best_peer(recs, decode)
         if not a or not a["ok"] or b is None:
             return "n/a"
-        return f"{recs[b]['seconds'] / a['seconds']:.2f}x ({LABEL[b]})"
+        t = f"{recs[b]['seconds'] / a['seconds']:.2f}x ({LABEL[b]})"
+        if noisy(a) or noisy(recs[b]):
+            t += f", noisy: spread {a.get('spread', 0):.0%} / {recs[b].get('spread', 0):.0%}"
+        return t
 
     def table(title, cells, decode, unit_note):
         if not cells:
@@ -528,9 +588,10 @@ def markdown(result):
             direction, shape, typ, th = cell
             a = recs.get(lead)
             fr = f"{a['frac']:.2f}" if a and a["ok"] and a.get("frac") is not None else "–"
-            row = [shape, typ, str(th), cell_text(a, decode, notes), fr]
-            row += [cell_text(recs.get(f"attend/{p}"), decode, notes) for p in paths[1:]]
-            row += [cell_text(recs.get(p), decode, notes) for p in peers]
+            row = [shape, typ + ("†" if typ == "bf16" and amx else ""), str(th),
+                   cell_text(a, decode, notes, SHAPES[shape][7]), fr]
+            row += [cell_text(recs.get(f"attend/{p}"), decode, notes, SHAPES[shape][7]) for p in paths[1:]]
+            row += [cell_text(recs.get(p), decode, notes, SHAPES[shape][7]) for p in peers]
             row.append(ratio_text(recs, decode))
             out.append("| " + " | ".join(row) + " |")
         out.append("")
@@ -549,7 +610,11 @@ def markdown(result):
     table("Backward, GFLOP/s", bwd, False,
           "Backward only (PyTorch: torch.autograd.grad on a forward graph built once), "
           "2·B·Hq·Nq·Nk·(3·D + 2·Dv) per call (half for the causal square shape).")
-    out.append("Ratio: the best peer's time over attend's (above 1: attend is faster). "
+    if amx:
+        out.append("† " + amx)
+        out.append("")
+    out.append("Ratio: the best peer's time over attend's (above 1: attend is faster); noisy: the spread "
+               "(max - min over the sweeps, of the median) of attend's and the best peer's times. "
                f"`*`: cpu_util below {UTIL_MIN} (the row shared its cores; its number is low by about that "
                "factor). ORT runs MultiHeadAttention unless another operator is named (gqa: GroupQueryAttention, "
                "for the causal and the decode shapes).")
@@ -578,9 +643,17 @@ def chart(result, path, dpi=100):
     panels = sorted({(c[0], c[2]) for c in summary}, key=lambda p: (p[0] != "fwd", p[1] != "f32", p[1]))
     threads = sorted({c[3] for c in summary})
     fig, axes = plt.subplots(len(panels), len(threads), figsize=(5.6 * len(threads) + 0.6, 3.5 * len(panels) + 0.8),
-                             sharey=True, squeeze=False)
+                             sharey="row", squeeze=False)
     width = 0.8 / max(1, len(impls))
     hatched = False
+    # One y scale per row (direction, type): PyTorch's bf16 on AMX can pass the fp32 FMA peak, which
+    # would flatten the f32 rows under a scale shared by all.
+    row_max = {}
+    for (direction, _shape, typ, _th), recs in summary.items():
+        for r in recs.values():
+            if r.get("ok") and r.get("frac") is not None:
+                row_max[(direction, typ)] = max(row_max.get((direction, typ), 0.1), r["frac"])
+    amx = amx_note(meta) is not None
     for (direction, typ), axrow in zip(panels, axes):
         for th, ax in zip(threads, axrow):
             shapes = [s for s in SHAPE_ORDER if (direction, s, typ, th) in summary]
@@ -601,33 +674,42 @@ def chart(result, path, dpi=100):
                 a, b = recs.get(lead), best_peer(recs, memory_bound(direction, shape))
                 if a and a["ok"] and b:
                     top = max(r["frac"] for r in recs.values() if r.get("ok") and r.get("frac") is not None)
-                    ax.text(j, top + 0.02, f"{recs[b]['seconds'] / a['seconds']:.2f}x", ha="center", va="bottom",
-                            fontsize=8, fontweight="bold")
+                    ax.text(j, top + 0.015 * row_max[(direction, typ)], f"{recs[b]['seconds'] / a['seconds']:.2f}x",
+                            ha="center", va="bottom", fontsize=8, fontweight="bold")
             ax.set_xticks(range(len(shapes)))
             ax.set_xticklabels([s + ("\n(of read bandwidth)" if memory_bound(direction, s) else "") for s in shapes],
                                fontsize=7)
             ax.set_xlim(-0.5, max(len(shapes), 1) - 0.5)
             pk = peaks.get(th)
             ax.set_title(f"{'backward' if direction == 'bwd' else 'forward'}, {typ}, {th} thread{'s' if th > 1 else ''}"
-                         + (f" (fp32 peak {pk:.0f} GFLOP/s)" if pk else ""), fontsize=9)
+                         + (f" (fp32 peak {pk:.0f} GFLOP/s)" if pk else "")
+                         + ("\nPyTorch: AMX products; attend: fp32 products" if typ == "bf16" and amx else ""),
+                         fontsize=9)
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)
-    for axrow in axes:
-        axrow[0].set_ylabel("fraction of peak\n(decode: of read bandwidth)", fontsize=8)
-    ymax = max([r["frac"] for recs in summary.values() for r in recs.values()
-                if r.get("ok") and r.get("frac") is not None] + [0.1])
-    axes[0][0].set_ylim(0, ymax * 1.15)
+    for (direction, typ), axrow in zip(panels, axes):
+        axrow[0].set_ylabel("fraction of the fp32 FMA peak\n(decode forward: of read bandwidth)", fontsize=8)
+        axrow[0].set_ylim(0, row_max.get((direction, typ), 0.1) * 1.18)
+    for ax in axes[-1]:
+        ax.set_xlabel("shape (bench/peers/common.py SHAPES)", fontsize=8)
     handles = [Patch(color=COLORS.get(i), label=LABEL.get(i, i.replace("/", " "))) for i in impls]
     if hatched:
         handles.append(Patch(facecolor="white", edgecolor="gray", hatch="//", label=f"cpu_util < {UTIL_MIN}"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     pinfo = meta.get("peers", {})
-    title = (f"attend {meta['attend_git']} beside PyTorch {pinfo.get('torch', {}).get('version', '?')} and ONNX Runtime "
-             f"{pinfo.get('ort', {}).get('version', '?')}, {meta['cpu_model']}, {meta['cpus']} CPUs\n"
-             f"bars: fraction of the measured fp32 FMA peak (decode: of the read bandwidth); "
-             f"above each shape: attend {meta['attend_paths'][0]} / best peer (time); medians of {meta['repeats']}")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    flags = [f for f in meta.get("cpu_flags") or [] if f in ("avx512f", "avx512_bf16", "amx_bf16")]
+    load = ""
+    if meta.get("load_start") and meta.get("load_end"):
+        load = f", load {meta['load_start'][0]:.1f} -> {meta['load_end'][0]:.1f}"
+    lines = [f"attend {meta['attend_git']} beside PyTorch {pinfo.get('torch', {}).get('version', '?')} (CPU SDPA) and "
+             f"ONNX Runtime {pinfo.get('ort', {}).get('version', '?')}",
+             f"{meta['cpu_model']}, {meta['cpus']} vCPUs" + (f" ({', '.join(flags)})" if flags else "") +
+             f", {meta.get('started', '')[:10]}{load}",
+             f"bars: fraction of the measured fp32 FMA peak (decode forward: of the read bandwidth), medians of "
+             f"{meta['repeats']} interleaved sweeps",
+             f"above each shape: best peer's time / attend {meta['attend_paths'][0]}'s (above 1: attend faster)"]
+    fig.suptitle("\n".join(lines), fontsize=9)
+    fig.tight_layout(rect=(0, 0.035, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
     plt.close(fig)

@@ -625,6 +625,74 @@ def markdown(result):
     return "\n".join(out) + "\n"
 
 
+SHORT = {"torch/flash": "flash", "torch/math": "math", "ort": "ORT"}
+
+
+def ratio_grid(result, json_name=None):
+    """The README's summary: one row per shape, one column per (type, direction, threads), each the
+    best peer's time over attend's, the peer named, '~' where the row is noisy."""
+    summary, peaks, _bws = summarize(result)
+    meta = result["meta"]
+    lead = f"attend/{meta['attend_paths'][0]}"
+    amx = amx_note(meta) is not None
+    cols = sorted({(c[2], c[0], c[3]) for c in summary}, key=lambda k: (k[1] != "fwd", k[0] != "f32", k[0], k[2]))
+    shapes = [s_ for s_ in SHAPE_ORDER if any(c[1] == s_ for c in summary)]
+    pinfo = meta.get("peers", {})
+    flags = [f for f in meta.get("cpu_flags") or [] if f in ("avx512f", "avx512_bf16", "amx_bf16")]
+    load = load_text(result)
+    out = [f"_{meta['cpu_model']}, {meta['cpus']} vCPUs" + (f" ({', '.join(flags)})" if flags else "") +
+           f", {meta.get('started', '')[:10]}: attend {meta['attend_git']} ({meta['attend_paths'][0]}) beside "
+           f"PyTorch {pinfo.get('torch', {}).get('version', '?')} CPU SDPA (flash and math backends) and ONNX Runtime "
+           f"{pinfo.get('ort', {}).get('version', '?')}; medians of {meta['repeats']} interleaved sweeps, "
+           f"{meta.get('elapsed_s', 0) / 60:.0f} min" + (f" (`bench/results/{json_name}`)" if json_name else "") + "._",
+           ""]
+    if load:
+        out += [load, ""]
+    head = ["shape"] + [f"{'fwd' if d == 'fwd' else 'bwd'} {t}{'†' if t == 'bf16' and amx else ''} {th}t"
+                        for t, d, th in cols]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|---|" + "|".join(["---:"] * len(cols)) + "|")
+    for shape in shapes:
+        row = [shape]
+        for t, d, th in cols:
+            recs = summary.get((d, shape, t, th))
+            if not recs:
+                row.append("–")
+                continue
+            a, b = recs.get(lead), best_peer(recs, memory_bound(d, shape))
+            if not a or not a.get("ok") or b is None:
+                row.append("n/a")
+                continue
+            row.append(f"{recs[b]['seconds'] / a['seconds']:.2f} {SHORT[b]}" + ("~" if noisy(a) or noisy(recs[b]) else ""))
+        out.append("| " + " | ".join(row) + " |")
+    out.append("")
+    out.append("Each cell: the best peer's time over attend's (above 1: attend is faster) and which peer that was "
+               "(flash, math: PyTorch's SDPA backends; ORT: ONNX Runtime's MultiHeadAttention or GroupQueryAttention, "
+               "f32 forward only). `~`: noisy (attend's or the peer's cores were shared, cpu_util < 0.9, or the sweeps "
+               f"spread by more than {NOISY_SPREAD:.0%}). decode_gqa forward compares time for the same bytes of K and V; "
+               "its backward is attend_bench's flash_bwd row (one copy of K and V, as PyTorch's).")
+    if amx:
+        out.append("† PyTorch's bf16 products run on AMX tiles here (oneDNN brgemm); attend's bf16 on Intel CPUs "
+                   "runs fp32 FMA products, so the bf16 columns are an fp32-product kernel against an AMX one.")
+    return "\n".join(out) + "\n"
+
+
+def update_between_markers(path, blocks):
+    """Replaces the text between <!-- KEY:begin --> and <!-- KEY:end --> in path for each KEY of
+    blocks that the file has; returns the keys replaced."""
+    with open(path) as f:
+        text = f.read()
+    done = []
+    for key, body in blocks.items():
+        m = re.search(rf"(<!-- {key}:begin -->\n).*?(<!-- {key}:end -->)", text, flags=re.S)
+        if m:
+            text = text[: m.end(1)] + body + text[m.start(2):]
+            done.append(key)
+    with open(path, "w") as f:
+        f.write(text)
+    return done
+
+
 COLORS = {"attend/flash": "#1f77b4", "attend/mem_efficient": "#2ca02c", "attend/math": "#17becf",
           "torch/flash": "#ff7f0e", "torch/math": "#d62728", "ort": "#9467bd"}
 
@@ -740,6 +808,10 @@ def main(argv):
     ap.add_argument("--png", help="default docs/images/peers.png ('' for none)")
     ap.add_argument("--render", metavar="JSON", help="no run: table and chart from this run.py JSON")
     ap.add_argument("--dry-run", action="store_true", help="print the cells and stop")
+    ap.add_argument("--docs", nargs="*", metavar="MD",
+                    help="also rewrite these files between <!-- peers-grid:begin/end --> (the ratio grid) and "
+                         "<!-- peers-table:begin/end --> (the full tables), where they have those markers "
+                         "(e.g. README.md docs/performance.md)")
     args = ap.parse_args(argv)
 
     if args.render:
@@ -760,9 +832,15 @@ def main(argv):
             f.write("\n")
         log(f"run.py: wrote {json_path}")
     md = markdown(result)
+    grid = ratio_grid(result, os.path.basename(json_path))
     with open(md_path, "w") as f:
-        f.write(md)
+        f.write(md + "\n#### Summary: best peer's time over attend's\n\n" + grid)
     log(f"run.py: wrote {md_path}")
+    for doc in args.docs or []:
+        # In the docs the tables sit one heading level lower than in the .md (### -> ####).
+        table = re.sub(r"^(#+) ", lambda m: m.group(1) + "# ", md, flags=re.M)
+        keys = update_between_markers(doc, {"peers-grid": grid, "peers-table": table})
+        log(f"run.py: {doc}: " + (", ".join(keys) if keys else "no peers markers"))
     if png_path:
         try:
             chart(result, png_path)

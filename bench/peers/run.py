@@ -429,7 +429,7 @@ def summarize(result):
             gbps = kv_bytes(shape, typ) / s / 1e9
             secs = [m["seconds"] for m in ok]
             rec = {"ok": True, "seconds": s, "gflops": gflops, "gbps": gbps, "n": len(ok), "of": len(ms),
-                   "spread": (max(secs) - min(secs)) / s,
+                   "spread": (max(secs) - min(secs)) / s, "by_repeat": {m["repeat"]: m["seconds"] for m in ok},
                    "cpu_util": median_or_none(m.get("cpu_util") for m in ok),
                    "op": ok[0].get("op")}
             # Fraction of the machine's ceiling, the same one for every implementation: the median
@@ -483,14 +483,33 @@ def cell_text(rec, decode, notes, show_ms=None):
     return v
 
 
-NOISY_SPREAD = 0.10
+NOISY_SPREAD = 0.15
 
 
-def noisy(rec):
-    """A summary that should not be read to better than its noise: its cores were shared (median
-    cpu_util below UTIL_MIN) or its sweeps disagree by more than NOISY_SPREAD of the median."""
-    return bool(rec and rec.get("ok") and ((rec.get("cpu_util") is not None and rec["cpu_util"] < UTIL_MIN)
-                                           or rec.get("spread", 0) > NOISY_SPREAD))
+def sweep_ratios(a, b):
+    """The best peer's time over attend's within each sweep (the two ran seconds apart, so load that
+    lasts longer than a cell falls on both): the ratio's own noise, whatever the load did to the
+    absolute numbers."""
+    ra, rb = a.get("by_repeat", {}), b.get("by_repeat", {})
+    return [rb[k] / ra[k] for k in sorted(ra, key=int) if k in rb]
+
+
+def ratio(a, b):
+    """attend (a) against a peer (b): the median of the per-sweep ratios of b's time over a's (the
+    ratio of the two median times would pair a quiet sweep's attend with a loaded sweep's peer)."""
+    rs = sweep_ratios(a, b)
+    return statistics.median(rs) if rs else b["seconds"] / a["seconds"]
+
+
+def ratio_spread(a, b):
+    rs = sweep_ratios(a, b)
+    return (max(rs) - min(rs)) / statistics.median(rs) if len(rs) > 1 else 0.0
+
+
+def noisy(a, b):
+    """A ratio that should not be read closely: its per-sweep ratios spread by more than
+    NOISY_SPREAD of their median."""
+    return ratio_spread(a, b) > NOISY_SPREAD
 
 
 def amx_note(meta):
@@ -555,8 +574,10 @@ def markdown(result):
     if utils:
         out.append("Median cpu_util of the rows: " + ", ".join(
             f"{t} thread{'s' if t > 1 else ''} {statistics.median(v):.2f} (min {min(v):.2f})"
-            for t, v in sorted(utils.items())) + ". Rows whose cores were shared (`*`) or whose sweeps spread by "
-            f"more than {NOISY_SPREAD:.0%} are marked noisy in the ratio column; read them as rough.")
+            for t, v in sorted(utils.items())) + ". A row below 0.9 (`*`) shared its cores: its GFLOP/s are low by "
+            "about that factor and are not the implementation's speed. The ratio is sturdier, since attend and the "
+            "peers of a cell run seconds apart and a sweep's load falls on all of them: its range over the sweeps "
+            f"is beside it, `noisy` where that range is more than {NOISY_SPREAD:.0%} of the median.")
         out.append("")
     amx = amx_note(meta)
 
@@ -565,9 +586,10 @@ def markdown(result):
         b = best_peer(recs, decode)
         if not a or not a["ok"] or b is None:
             return "n/a"
-        t = f"{recs[b]['seconds'] / a['seconds']:.2f}x ({LABEL[b]})"
-        if noisy(a) or noisy(recs[b]):
-            t += f", noisy: spread {a.get('spread', 0):.0%} / {recs[b].get('spread', 0):.0%}"
+        t = f"{ratio(a, recs[b]):.2f}x ({LABEL[b]})"
+        rs = sweep_ratios(a, recs[b])
+        if len(rs) > 1:
+            t += f"; sweeps {min(rs):.2f}-{max(rs):.2f}" + (", noisy" if noisy(a, recs[b]) else "")
         return t
 
     def table(title, cells, decode, unit_note):
@@ -613,8 +635,8 @@ def markdown(result):
     if amx:
         out.append("† " + amx)
         out.append("")
-    out.append("Ratio: the best peer's time over attend's (above 1: attend is faster); noisy: the spread "
-               "(max - min over the sweeps, of the median) of attend's and the best peer's times. "
+    out.append("Ratio: the best peer's time over attend's (above 1: attend is faster), the median of the "
+               "per-sweep ratios (best peer: the fastest by median time); sweeps: the lowest and highest of them. "
                f"`*`: cpu_util below {UTIL_MIN} (the row shared its cores; its number is low by about that "
                "factor). ORT runs MultiHeadAttention unless another operator is named (gqa: GroupQueryAttention, "
                "for the causal and the decode shapes).")
@@ -663,13 +685,14 @@ def ratio_grid(result, json_name=None):
             if not a or not a.get("ok") or b is None:
                 row.append("n/a")
                 continue
-            row.append(f"{recs[b]['seconds'] / a['seconds']:.2f} {SHORT[b]}" + ("~" if noisy(a) or noisy(recs[b]) else ""))
+            row.append(f"{ratio(a, recs[b]):.2f} {SHORT[b]}" + ("~" if noisy(a, recs[b]) else ""))
         out.append("| " + " | ".join(row) + " |")
     out.append("")
-    out.append("Each cell: the best peer's time over attend's (above 1: attend is faster) and which peer that was "
+    out.append("Each cell: the best peer's time over attend's (above 1: attend is faster; the median of the per-sweep "
+               "ratios) and which peer that was "
                "(flash, math: PyTorch's SDPA backends; ORT: ONNX Runtime's MultiHeadAttention or GroupQueryAttention, "
-               "f32 forward only). `~`: noisy (attend's or the peer's cores were shared, cpu_util < 0.9, or the sweeps "
-               f"spread by more than {NOISY_SPREAD:.0%}). decode_gqa forward compares time for the same bytes of K and V; "
+               "f32 forward only). `~`: noisy, the ratio's three sweeps (attend and the peer run seconds apart in "
+               f"each) spread by more than {NOISY_SPREAD:.0%} of their median. decode_gqa forward compares time for the same bytes of K and V; "
                "its backward is attend_bench's flash_bwd row (one copy of K and V, as PyTorch's).")
     if amx:
         out.append("† PyTorch's bf16 products run on AMX tiles here (oneDNN brgemm); attend's bf16 on Intel CPUs "
@@ -742,7 +765,7 @@ def chart(result, path, dpi=100):
                 a, b = recs.get(lead), best_peer(recs, memory_bound(direction, shape))
                 if a and a["ok"] and b:
                     top = max(r["frac"] for r in recs.values() if r.get("ok") and r.get("frac") is not None)
-                    ax.text(j, top + 0.015 * row_max[(direction, typ)], f"{recs[b]['seconds'] / a['seconds']:.2f}x",
+                    ax.text(j, top + 0.015 * row_max[(direction, typ)], f"{ratio(a, recs[b]):.2f}x",
                             ha="center", va="bottom", fontsize=8, fontweight="bold")
             ax.set_xticks(range(len(shapes)))
             ax.set_xticklabels([s + ("\n(of read bandwidth)" if memory_bound(direction, s) else "") for s in shapes],
@@ -775,7 +798,8 @@ def chart(result, path, dpi=100):
              f", {meta.get('started', '')[:10]}{load}",
              f"bars: fraction of the measured fp32 FMA peak (decode forward: of the read bandwidth), medians of "
              f"{meta['repeats']} interleaved sweeps",
-             f"above each shape: best peer's time / attend {meta['attend_paths'][0]}'s (above 1: attend faster)"]
+             f"above each shape: best peer's time / attend {meta['attend_paths'][0]}'s, median of the sweeps' ratios "
+             f"(above 1: attend faster); hatched: cpu_util < {UTIL_MIN}"]
     fig.suptitle("\n".join(lines), fontsize=9)
     fig.tight_layout(rect=(0, 0.035, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)

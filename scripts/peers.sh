@@ -6,15 +6,16 @@
 #
 #   scripts/peers.sh                          # f32 and bf16, 1 and 2 threads, 3 sweeps (see below)
 #   scripts/peers.sh --repeats 1 --shapes bsr_freq,decode_gqa --types f32     # a quick look
-#   scripts/peers.sh --backward on            # PyTorch's backward even before attend has _bwd rows
+#   scripts/peers.sh --backward on            # PyTorch's backward also where attend has no _bwd row
 #   scripts/peers.sh --render bench/results/peers_<name>.json                 # table and chart only
+#   scripts/peers.sh --render bench/results/peers_<name>.json --docs README.md docs/performance.md
 #   scripts/peers.sh --torch-backends flash   # without PyTorch's math backend: ~40 % of the time
 #   scripts/peers.sh --help                   # run.py's options
 #
-# Time: the default run (18 forward cells x 3 sweeps) took 24 min on the 2-core development machine
-# while others were building (load ~11; each row had 0.2-0.7 of its cores), PyTorch's math backend
-# 60 % of it; a quiet machine needs roughly a third of that. Backward cells (once attend_bench
-# has _bwd rows, or --backward on) add 14 cells and about as much again.
+# Time: the default run (36 cells, 18 forward and 18 backward, x 3 sweeps) took 19.5 min on the
+# 2-vCPU Intel Xeon development machine while others were building (load 1.5 rising to 6.1; rows had
+# 0.3-1.0 of their cores). An earlier forward-only run took 24 min at load ~11, PyTorch's math
+# backend 60 % of it; a quiet machine needs roughly a third of that.
 #
 # Output (run.py's defaults): bench/results/peers_<name>.json (every measurement) and .md (the
 # tables, also printed), docs/images/peers.png (the chart); <name> is the CPU model and count,

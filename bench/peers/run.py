@@ -50,6 +50,14 @@ sys.path.insert(0, HERE)
 from common import PROTOCOL_PREFIX, SHAPES, flops, kv_bytes  # noqa: E402
 
 SHAPE_ORDER = list(SHAPES)
+
+
+def memory_bound(direction, shape):
+    """The decode step's forward reads all of K and V for one query: GB/s and the read bandwidth.
+    Its backward (attend_bench's flash_bwd/*/decode_gqa rows) is reported as the others, in GFLOP/s
+    of the fp32 FMA peak, with its time beside."""
+    return direction == "fwd" and SHAPES[shape][7]
+
 UTIL_MIN = 0.9
 PEER_IMPLS = ["torch/flash", "torch/math", "ort"]
 LABEL = {"torch/flash": "torch flash", "torch/math": "torch math", "ort": "ORT"}
@@ -200,6 +208,26 @@ def run_attend(bench, paths, cell, min_time, tmpdir, timeout, have):
 # The run
 
 
+def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")):
+    """The CPU features that decide which kernels run (attend's and the peers'), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [w for w in wanted if w in have]
+    except OSError:
+        pass
+    return []
+
+
+def load_avg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def machine_name():
     model, cpus = "cpu", os.cpu_count() or 0
     try:
@@ -291,6 +319,7 @@ def run(args):
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "peers": {k: w.info or {"unavailable": w.dead_reason} for k, w in workers.items()},
             "python": platform.python_version(), "skipped_cells": ["/".join(map(str, c)) for c in skipped],
+            "cpu_flags": cpu_flags(), "load_start": load_avg(),
         },
         "measurements": [], "contexts": [],
     }
@@ -336,6 +365,7 @@ def run(args):
             w.stop()
     result["meta"]["elapsed_s"] = round(time.monotonic() - t_start, 1)
     result["meta"]["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    result["meta"]["load_end"] = load_avg()
     log(f"run.py: measured in {result['meta']['elapsed_s']:.0f} s; worker logs in {tmpdir}")
     return result
 
@@ -345,7 +375,7 @@ def summary_word(impl, rec, cell):
         return f"{impl} n/a"
     direction, shape, typ, _th = cell
     s = rec["seconds"]
-    if SHAPES[shape][7]:
+    if memory_bound(direction, shape):
         v = f"{kv_bytes(shape, typ) / s / 1e9:.1f} GB/s"
     else:
         v = f"{flops(shape, direction) / s / 1e9:.1f} GFLOP/s"
@@ -386,7 +416,7 @@ def summarize(result):
     out = {}
     for cell, by_impl in groups.items():
         direction, shape, typ, th = cell
-        decode = SHAPES[shape][7]
+        decode = memory_bound(direction, shape)
         out[cell] = {}
         for impl, ms in by_impl.items():
             ok = [m for m in ms if m.get("ok")]
@@ -397,7 +427,9 @@ def summarize(result):
             s = statistics.median(m["seconds"] for m in ok)
             gflops = flops(shape, direction) / s / 1e9
             gbps = kv_bytes(shape, typ) / s / 1e9
+            secs = [m["seconds"] for m in ok]
             rec = {"ok": True, "seconds": s, "gflops": gflops, "gbps": gbps, "n": len(ok), "of": len(ms),
+                   "spread": (max(secs) - min(secs)) / s, "by_repeat": {m["repeat"]: m["seconds"] for m in ok},
                    "cpu_util": median_or_none(m.get("cpu_util") for m in ok),
                    "op": ok[0].get("op")}
             # Fraction of the machine's ceiling, the same one for every implementation: the median
@@ -435,13 +467,13 @@ def fmt_value(v):
     return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
 
 
-def cell_text(rec, decode, notes):
+def cell_text(rec, decode, notes, show_ms=None):
     if rec is None:
         return "–"
     if not rec["ok"]:
         return "n/a " + notes.ref(rec["reason"])
     v = fmt_value(rec["gbps"] if decode else rec["gflops"])
-    extra = [f"{rec['seconds'] * 1e3:.2f} ms"] if decode else []
+    extra = [f"{rec['seconds'] * 1e3:.2f} ms"] if (decode if show_ms is None else show_ms) else []
     if rec.get("op") and rec["op"] != "mha":
         extra.append(rec["op"])
     if extra:
@@ -449,6 +481,62 @@ def cell_text(rec, decode, notes):
     if rec.get("cpu_util") is not None and rec["cpu_util"] < UTIL_MIN:
         v += "*"
     return v
+
+
+NOISY_SPREAD = 0.15
+
+
+def sweep_ratios(a, b):
+    """The best peer's time over attend's within each sweep (the two ran seconds apart, so load that
+    lasts longer than a cell falls on both): the ratio's own noise, whatever the load did to the
+    absolute numbers."""
+    ra, rb = a.get("by_repeat", {}), b.get("by_repeat", {})
+    return [rb[k] / ra[k] for k in sorted(ra, key=int) if k in rb]
+
+
+def ratio(a, b):
+    """attend (a) against a peer (b): the median of the per-sweep ratios of b's time over a's (the
+    ratio of the two median times would pair a quiet sweep's attend with a loaded sweep's peer)."""
+    rs = sweep_ratios(a, b)
+    return statistics.median(rs) if rs else b["seconds"] / a["seconds"]
+
+
+def ratio_spread(a, b):
+    rs = sweep_ratios(a, b)
+    return (max(rs) - min(rs)) / statistics.median(rs) if len(rs) > 1 else 0.0
+
+
+def noisy(a, b):
+    """A ratio that should not be read closely: its per-sweep ratios spread by more than
+    NOISY_SPREAD of their median."""
+    return ratio_spread(a, b) > NOISY_SPREAD
+
+
+def amx_note(meta):
+    """bf16 rows on a CPU with AMX: PyTorch's products run there (oneDNN), attend's do not."""
+    flags = meta.get("cpu_flags") or []
+    if "amx_bf16" not in flags:
+        return None
+    return ("bf16 on this CPU (AMX-BF16): PyTorch's bf16 SDPA takes its products from oneDNN's brgemm ukernel, "
+            "which oneDNN runs on AMX tiles where the CPU has them (its ISA here: \"Intel AVX10.1 and Intel AMX with "
+            "bfloat16\"; PyTorch's bf16 matmul reaches ~1.2 TFLOP/s on one core of this machine, 11x what it does with "
+            "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16); attend's bf16 on Intel CPUs widens to fp32 and takes fp32 FMA products "
+            "(include/attend/detail/arch/avx512_bf16.hpp), so these rows compare an fp32-product kernel with an "
+            "AMX one. An AMX kernel for attend is in progress separately.")
+
+
+def load_text(result):
+    meta = result["meta"]
+    loads = [c["load_avg"][0] for c in result.get("contexts", []) if c.get("load_avg")]
+    parts = []
+    if meta.get("load_start"):
+        parts.append(f"{meta['load_start'][0]:.2f} at the start")
+    if meta.get("load_end"):
+        parts.append(f"{meta['load_end'][0]:.2f} at the end")
+    if loads:
+        parts.append(f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f}) at the "
+                     f"{len(loads)} attend_bench starts")
+    return ("Load (1-minute average, 2 CPUs means 2.0 is full): " + ", ".join(parts) + ".") if parts else ""
 
 
 def markdown(result):
@@ -461,7 +549,9 @@ def markdown(result):
     pinfo = meta.get("peers", {})
     tv = pinfo.get("torch", {}).get("version")
     ov = pinfo.get("ort", {}).get("version")
-    out = [f"### attend beside PyTorch and ONNX Runtime: {meta['cpu_model']}, {meta['cpus']} CPUs", ""]
+    flags = meta.get("cpu_flags")
+    out = [f"### attend beside PyTorch and ONNX Runtime: {meta['cpu_model']}, {meta['cpus']} CPUs"
+           + (f" ({', '.join(flags)})" if flags else ""), ""]
     out.append(f"attend {meta['attend_git']}" + (f", PyTorch {tv} (CPU SDPA)" if tv else "") +
                (f", ONNX Runtime {ov} (CPU)" if ov else "") +
                f"; medians of {meta['repeats']} interleaved sweep{'s' if meta['repeats'] != 1 else ''}, {meta.get('started', '')[:10]}"
@@ -472,13 +562,35 @@ def markdown(result):
     out.append(f"**fp32 FMA peak** (attend_bench, same run): {pk or 'not measured'}." +
                (f" **Read bandwidth**: {bw}." if bw else ""))
     out.append("")
+    lt = load_text(result)
+    if lt:
+        out.append(lt)
+        out.append("")
+    utils = {}
+    for cell, recs in summary.items():
+        for r in recs.values():
+            if r.get("ok") and r.get("cpu_util") is not None:
+                utils.setdefault(cell[3], []).append(r["cpu_util"])
+    if utils:
+        out.append("Median cpu_util of the rows: " + ", ".join(
+            f"{t} thread{'s' if t > 1 else ''} {statistics.median(v):.2f} (min {min(v):.2f})"
+            for t, v in sorted(utils.items())) + ". A row below 0.9 (`*`) shared its cores: its GFLOP/s are low by "
+            "about that factor and are not the implementation's speed. The ratio is sturdier, since attend and the "
+            "peers of a cell run seconds apart and a sweep's load falls on all of them: its range over the sweeps "
+            f"is beside it, `noisy` where that range is more than {NOISY_SPREAD:.0%} of the median.")
+        out.append("")
+    amx = amx_note(meta)
 
     def ratio_text(recs, decode):
         a = recs.get(lead)
         b = best_peer(recs, decode)
         if not a or not a["ok"] or b is None:
             return "n/a"
-        return f"{recs[b]['seconds'] / a['seconds']:.2f}x ({LABEL[b]})"
+        t = f"{ratio(a, recs[b]):.2f}x ({LABEL[b]})"
+        rs = sweep_ratios(a, recs[b])
+        if len(rs) > 1:
+            t += f"; sweeps {min(rs):.2f}-{max(rs):.2f}" + (", noisy" if noisy(a, recs[b]) else "")
+        return t
 
     def table(title, cells, decode, unit_note):
         if not cells:
@@ -498,17 +610,18 @@ def markdown(result):
             direction, shape, typ, th = cell
             a = recs.get(lead)
             fr = f"{a['frac']:.2f}" if a and a["ok"] and a.get("frac") is not None else "–"
-            row = [shape, typ, str(th), cell_text(a, decode, notes), fr]
-            row += [cell_text(recs.get(f"attend/{p}"), decode, notes) for p in paths[1:]]
-            row += [cell_text(recs.get(p), decode, notes) for p in peers]
+            row = [shape, typ + ("†" if typ == "bf16" and amx else ""), str(th),
+                   cell_text(a, decode, notes, SHAPES[shape][7]), fr]
+            row += [cell_text(recs.get(f"attend/{p}"), decode, notes, SHAPES[shape][7]) for p in paths[1:]]
+            row += [cell_text(recs.get(p), decode, notes, SHAPES[shape][7]) for p in peers]
             row.append(ratio_text(recs, decode))
             out.append("| " + " | ".join(row) + " |")
         out.append("")
 
     order = sorted(summary, key=lambda c: (c[0] != "fwd", SHAPE_ORDER.index(c[1]) if c[1] in SHAPE_ORDER else 99,
                                             c[2] != "f32", c[2], c[3]))
-    fwd = [c for c in order if c[0] == "fwd" and not SHAPES[c[1]][7]]
-    dec = [c for c in order if c[0] == "fwd" and SHAPES[c[1]][7]]
+    fwd = [c for c in order if c[0] == "fwd" and not memory_bound(c[0], c[1])]
+    dec = [c for c in order if memory_bound(c[0], c[1])]
     bwd = [c for c in order if c[0] == "bwd"]
     table("Forward, GFLOP/s", fwd, False,
           "GFLOP/s with attend_bench's count, 4·B·Hq·Nq·Nk·D per call (half for the causal square shape); "
@@ -519,7 +632,11 @@ def markdown(result):
     table("Backward, GFLOP/s", bwd, False,
           "Backward only (PyTorch: torch.autograd.grad on a forward graph built once), "
           "2·B·Hq·Nq·Nk·(3·D + 2·Dv) per call (half for the causal square shape).")
-    out.append("Ratio: the best peer's time over attend's (above 1: attend is faster). "
+    if amx:
+        out.append("† " + amx)
+        out.append("")
+    out.append("Ratio: the best peer's time over attend's (above 1: attend is faster), the median of the "
+               "per-sweep ratios (best peer: the fastest by median time); sweeps: the lowest and highest of them. "
                f"`*`: cpu_util below {UTIL_MIN} (the row shared its cores; its number is low by about that "
                "factor). ORT runs MultiHeadAttention unless another operator is named (gqa: GroupQueryAttention, "
                "for the causal and the decode shapes).")
@@ -528,6 +645,75 @@ def markdown(result):
     for i, n in enumerate(notes.items):
         out.append(f"[{i + 1}] {n}")
     return "\n".join(out) + "\n"
+
+
+SHORT = {"torch/flash": "flash", "torch/math": "math", "ort": "ORT"}
+
+
+def ratio_grid(result, json_name=None):
+    """The README's summary: one row per shape, one column per (type, direction, threads), each the
+    best peer's time over attend's, the peer named, '~' where the row is noisy."""
+    summary, peaks, _bws = summarize(result)
+    meta = result["meta"]
+    lead = f"attend/{meta['attend_paths'][0]}"
+    amx = amx_note(meta) is not None
+    cols = sorted({(c[2], c[0], c[3]) for c in summary}, key=lambda k: (k[1] != "fwd", k[0] != "f32", k[0], k[2]))
+    shapes = [s_ for s_ in SHAPE_ORDER if any(c[1] == s_ for c in summary)]
+    pinfo = meta.get("peers", {})
+    flags = [f for f in meta.get("cpu_flags") or [] if f in ("avx512f", "avx512_bf16", "amx_bf16")]
+    load = load_text(result)
+    out = [f"_{meta['cpu_model']}, {meta['cpus']} vCPUs" + (f" ({', '.join(flags)})" if flags else "") +
+           f", {meta.get('started', '')[:10]}: attend {meta['attend_git']} ({meta['attend_paths'][0]}) beside "
+           f"PyTorch {pinfo.get('torch', {}).get('version', '?')} CPU SDPA (flash and math backends) and ONNX Runtime "
+           f"{pinfo.get('ort', {}).get('version', '?')}; medians of {meta['repeats']} interleaved sweeps, "
+           f"{meta.get('elapsed_s', 0) / 60:.0f} min" + (f" (`bench/results/{json_name}`)" if json_name else "") + "._",
+           ""]
+    if load:
+        out += [load, ""]
+    head = ["shape"] + [f"{'fwd' if d == 'fwd' else 'bwd'} {t}{'†' if t == 'bf16' and amx else ''} {th}t"
+                        for t, d, th in cols]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|---|" + "|".join(["---:"] * len(cols)) + "|")
+    for shape in shapes:
+        row = [shape]
+        for t, d, th in cols:
+            recs = summary.get((d, shape, t, th))
+            if not recs:
+                row.append("–")
+                continue
+            a, b = recs.get(lead), best_peer(recs, memory_bound(d, shape))
+            if not a or not a.get("ok") or b is None:
+                row.append("n/a")
+                continue
+            row.append(f"{ratio(a, recs[b]):.2f} {SHORT[b]}" + ("~" if noisy(a, recs[b]) else ""))
+        out.append("| " + " | ".join(row) + " |")
+    out.append("")
+    out.append("Each cell: the best peer's time over attend's (above 1: attend is faster; the median of the per-sweep "
+               "ratios) and which peer that was "
+               "(flash, math: PyTorch's SDPA backends; ORT: ONNX Runtime's MultiHeadAttention or GroupQueryAttention, "
+               "f32 forward only). `~`: noisy, the ratio's three sweeps (attend and the peer run seconds apart in "
+               f"each) spread by more than {NOISY_SPREAD:.0%} of their median. decode_gqa forward compares time for the same bytes of K and V; "
+               "its backward is attend_bench's flash_bwd row (one copy of K and V, as PyTorch's).")
+    if amx:
+        out.append("† PyTorch's bf16 products run on AMX tiles here (oneDNN brgemm); attend's bf16 on Intel CPUs "
+                   "runs fp32 FMA products, so the bf16 columns are an fp32-product kernel against an AMX one.")
+    return "\n".join(out) + "\n"
+
+
+def update_between_markers(path, blocks):
+    """Replaces the text between <!-- KEY:begin --> and <!-- KEY:end --> in path for each KEY of
+    blocks that the file has; returns the keys replaced."""
+    with open(path) as f:
+        text = f.read()
+    done = []
+    for key, body in blocks.items():
+        m = re.search(rf"(<!-- {key}:begin -->\n).*?(<!-- {key}:end -->)", text, flags=re.S)
+        if m:
+            text = text[: m.end(1)] + body + text[m.start(2):]
+            done.append(key)
+    with open(path, "w") as f:
+        f.write(text)
+    return done
 
 
 COLORS = {"attend/flash": "#1f77b4", "attend/mem_efficient": "#2ca02c", "attend/math": "#17becf",
@@ -548,9 +734,17 @@ def chart(result, path, dpi=100):
     panels = sorted({(c[0], c[2]) for c in summary}, key=lambda p: (p[0] != "fwd", p[1] != "f32", p[1]))
     threads = sorted({c[3] for c in summary})
     fig, axes = plt.subplots(len(panels), len(threads), figsize=(5.6 * len(threads) + 0.6, 3.5 * len(panels) + 0.8),
-                             sharey=True, squeeze=False)
+                             sharey="row", squeeze=False)
     width = 0.8 / max(1, len(impls))
     hatched = False
+    # One y scale per row (direction, type): PyTorch's bf16 on AMX can pass the fp32 FMA peak, which
+    # would flatten the f32 rows under a scale shared by all.
+    row_max = {}
+    for (direction, _shape, typ, _th), recs in summary.items():
+        for r in recs.values():
+            if r.get("ok") and r.get("frac") is not None:
+                row_max[(direction, typ)] = max(row_max.get((direction, typ), 0.1), r["frac"])
+    amx = amx_note(meta) is not None
     for (direction, typ), axrow in zip(panels, axes):
         for th, ax in zip(threads, axrow):
             shapes = [s for s in SHAPE_ORDER if (direction, s, typ, th) in summary]
@@ -568,35 +762,46 @@ def chart(result, path, dpi=100):
                     hatched |= shared
                     ax.bar(x, r["frac"], width * 0.92, color=COLORS.get(impl), hatch="//" if shared else None,
                            edgecolor="white" if shared else None, linewidth=0)
-                a, b = recs.get(lead), best_peer(recs, SHAPES[shape][7])
+                a, b = recs.get(lead), best_peer(recs, memory_bound(direction, shape))
                 if a and a["ok"] and b:
                     top = max(r["frac"] for r in recs.values() if r.get("ok") and r.get("frac") is not None)
-                    ax.text(j, top + 0.02, f"{recs[b]['seconds'] / a['seconds']:.2f}x", ha="center", va="bottom",
-                            fontsize=8, fontweight="bold")
+                    ax.text(j, top + 0.015 * row_max[(direction, typ)], f"{ratio(a, recs[b]):.2f}x",
+                            ha="center", va="bottom", fontsize=8, fontweight="bold")
             ax.set_xticks(range(len(shapes)))
-            ax.set_xticklabels([s + ("\n(of read bandwidth)" if SHAPES[s][7] else "") for s in shapes], fontsize=7)
+            ax.set_xticklabels([s + ("\n(of read bandwidth)" if memory_bound(direction, s) else "") for s in shapes],
+                               fontsize=7)
             ax.set_xlim(-0.5, max(len(shapes), 1) - 0.5)
             pk = peaks.get(th)
             ax.set_title(f"{'backward' if direction == 'bwd' else 'forward'}, {typ}, {th} thread{'s' if th > 1 else ''}"
-                         + (f" (fp32 peak {pk:.0f} GFLOP/s)" if pk else ""), fontsize=9)
+                         + (f" (fp32 peak {pk:.0f} GFLOP/s)" if pk else "")
+                         + ("\nPyTorch: AMX products; attend: fp32 products" if typ == "bf16" and amx else ""),
+                         fontsize=9)
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)
-    for axrow in axes:
-        axrow[0].set_ylabel("fraction of peak\n(decode: of read bandwidth)", fontsize=8)
-    ymax = max([r["frac"] for recs in summary.values() for r in recs.values()
-                if r.get("ok") and r.get("frac") is not None] + [0.1])
-    axes[0][0].set_ylim(0, ymax * 1.15)
+    for (direction, typ), axrow in zip(panels, axes):
+        axrow[0].set_ylabel("fraction of the fp32 FMA peak\n(decode forward: of read bandwidth)", fontsize=8)
+        axrow[0].set_ylim(0, row_max.get((direction, typ), 0.1) * 1.18)
+    for ax in axes[-1]:
+        ax.set_xlabel("shape (bench/peers/common.py SHAPES)", fontsize=8)
     handles = [Patch(color=COLORS.get(i), label=LABEL.get(i, i.replace("/", " "))) for i in impls]
     if hatched:
         handles.append(Patch(facecolor="white", edgecolor="gray", hatch="//", label=f"cpu_util < {UTIL_MIN}"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     pinfo = meta.get("peers", {})
-    title = (f"attend {meta['attend_git']} beside PyTorch {pinfo.get('torch', {}).get('version', '?')} and ONNX Runtime "
-             f"{pinfo.get('ort', {}).get('version', '?')}, {meta['cpu_model']}, {meta['cpus']} CPUs\n"
-             f"bars: fraction of the measured fp32 FMA peak (decode: of the read bandwidth); "
-             f"above each shape: attend {meta['attend_paths'][0]} / best peer (time); medians of {meta['repeats']}")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    flags = [f for f in meta.get("cpu_flags") or [] if f in ("avx512f", "avx512_bf16", "amx_bf16")]
+    load = ""
+    if meta.get("load_start") and meta.get("load_end"):
+        load = f", load {meta['load_start'][0]:.1f} -> {meta['load_end'][0]:.1f}"
+    lines = [f"attend {meta['attend_git']} beside PyTorch {pinfo.get('torch', {}).get('version', '?')} (CPU SDPA) and "
+             f"ONNX Runtime {pinfo.get('ort', {}).get('version', '?')}",
+             f"{meta['cpu_model']}, {meta['cpus']} vCPUs" + (f" ({', '.join(flags)})" if flags else "") +
+             f", {meta.get('started', '')[:10]}{load}",
+             f"bars: fraction of the measured fp32 FMA peak (decode forward: of the read bandwidth), medians of "
+             f"{meta['repeats']} interleaved sweeps",
+             f"above each shape: best peer's time / attend {meta['attend_paths'][0]}'s, median of the sweeps' ratios "
+             f"(above 1: attend faster); hatched: cpu_util < {UTIL_MIN}"]
+    fig.suptitle("\n".join(lines), fontsize=9)
+    fig.tight_layout(rect=(0, 0.035, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
     plt.close(fig)
@@ -627,6 +832,10 @@ def main(argv):
     ap.add_argument("--png", help="default docs/images/peers.png ('' for none)")
     ap.add_argument("--render", metavar="JSON", help="no run: table and chart from this run.py JSON")
     ap.add_argument("--dry-run", action="store_true", help="print the cells and stop")
+    ap.add_argument("--docs", nargs="*", metavar="MD",
+                    help="also rewrite these files between <!-- peers-grid:begin/end --> (the ratio grid) and "
+                         "<!-- peers-table:begin/end --> (the full tables), where they have those markers "
+                         "(e.g. README.md docs/performance.md)")
     args = ap.parse_args(argv)
 
     if args.render:
@@ -647,9 +856,15 @@ def main(argv):
             f.write("\n")
         log(f"run.py: wrote {json_path}")
     md = markdown(result)
+    grid = ratio_grid(result, os.path.basename(json_path))
     with open(md_path, "w") as f:
-        f.write(md)
+        f.write(md + "\n#### Summary: best peer's time over attend's\n\n" + grid)
     log(f"run.py: wrote {md_path}")
+    for doc in args.docs or []:
+        # In the docs the tables sit one heading level lower than in the .md (### -> ####).
+        table = re.sub(r"^(#+) ", lambda m: m.group(1) + "# ", md, flags=re.M)
+        keys = update_between_markers(doc, {"peers-grid": grid, "peers-table": table})
+        log(f"run.py: {doc}: " + (", ".join(keys) if keys else "no peers markers"))
     if png_path:
         try:
             chart(result, png_path)

@@ -10,8 +10,9 @@ Prints one line per (backend, type, shape, threads), forward and, with --backwar
 Timing as attend_bench's (bench/peers/common.py time_calls): one warm-up call, then batches until
 one lasts --min_time seconds; mean wall time per call of that batch. GFLOP/s with attend_bench's
 FLOP counts (forward 4*B*Hq*Nq*Nk*D; backward 2*B*Hq*Nq*Nk*(3*D + 2*Dv); half for the causal square
-shape). Inputs are uniform in [-1, 1), (B, H, N, D) contiguous, as attend_bench's; decode rows rotate
-through copies of K and V (>= 4x the L3), as attend_bench's do. The backward times
+shape). Inputs are uniform in [-1, 1), (B, H, N, D) contiguous, as attend_bench's; decode forward rows
+rotate through copies of K and V (>= 4x the L3), as attend_bench's do; backward rows use one copy,
+as attend_bench's _bwd rows do. The backward times
 torch.autograd.grad(out, (q, k, v), dout, retain_graph=True) on a forward graph built once, that is
 the backward kernel alone.
 
@@ -77,22 +78,21 @@ def measure(variant, direction, shape, typ, threads, min_time):
 
                 r = time_calls(call, min_time, threads)
         else:
-            # One forward graph per copy of K and V (one, except for decode rows); the timed part is
-            # the backward alone, as attend_bench's _bwd rows.
-            graphs = []
+            # One forward graph on the first copy of K and V, as attend_bench's _bwd rows (their
+            # backward reads in->k[0] and in->v[0] on every call, decode rows included: no rotation
+            # through copies); the timed part is the backward alone. dout is bf16 for bf16 rows, as
+            # attend's, so both produce bf16 gradients from bf16 inputs.
             g = torch.Generator().manual_seed(7)
-            for c in range(len(ks)):
-                qq, kk, vv = (t.detach().clone().requires_grad_(True) for t in (q, ks[c], vs[c]))
-                out = sdpa(qq, kk, vv)
-                dout = (torch.rand(out.shape, generator=g) * 2 - 1).to(out.dtype)
-                graphs.append((out, (qq, kk, vv), dout))
+            qq, kk, vv = (t.detach().clone().requires_grad_(True) for t in (q, ks[0], vs[0]))
+            out = sdpa(qq, kk, vv)
+            dout = (torch.rand(out.shape, generator=g) * 2 - 1).to(out.dtype)
+            leaves = (qq, kk, vv)
 
             def call(i):
-                out, leaves, dout = graphs[i % len(graphs)]
                 torch.autograd.grad(out, leaves, dout, retain_graph=True)
 
             r = time_calls(call, min_time, threads)
-            del graphs
+            del out, leaves
     r["flops"] = flops(shape, direction)
     return r
 
@@ -109,7 +109,7 @@ def main():
     ap.add_argument("--shapes", default=",".join(s for s in SHAPES if s != "long16k"))
     ap.add_argument("--backends", default="flash,math")
     ap.add_argument("--types", default="f32")
-    ap.add_argument("--backward", action="store_true", help="also time the backward (not for decode shapes)")
+    ap.add_argument("--backward", action="store_true", help="also time the backward")
     ap.add_argument("--min_time", type=float, default=0.2)
     ap.add_argument("--serve", action="store_true", help="worker for bench/peers/run.py")
     args = ap.parse_args()
@@ -120,8 +120,6 @@ def main():
     for direction in directions:
         for typ in args.types.split(","):
             for name in args.shapes.split(","):
-                if direction == "bwd" and SHAPES[name][7]:
-                    continue
                 for backend in args.backends.split(","):
                     for t in [int(x) for x in args.threads.split(",")]:
                         row = f"torch/{backend}{'_bwd' if direction == 'bwd' else ''}/{typ}/{name}/{t}"

@@ -1,11 +1,13 @@
 // The forms a call takes, in every element type and on every path: q, k, v as strided views into one
-// packed buffer and out into a padded one; masks and lse through non-contiguous views; Eigen tensors
+// packed buffer and out into a padded one; results through views at any alignment; masks and lse through non-contiguous views; Eigen tensors
 // and maps as arguments; the operator() that returns a tensor; a caller's Workspace full of garbage;
 // the empty sizes Nk = 0, Nq = 0, B = 0 and Hq = 0. Each gives bitwise what the plain call gives.
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
@@ -82,6 +84,97 @@ TYPED_TEST(CallForms, StridedViewsIntoPackedBuffers) {
       EXPECT_TRUE(attend_test::same_bits(lse, want.raw_lse)) << w;
     }
   }
+}
+
+// A result buffer whose view starts `offset` elements past a 64-byte boundary, with sentinels on
+// both sides of the view.
+template <typename T>
+class OffsetBuffer {
+ public:
+  static constexpr Index kGuard = 64;  // sentinel elements on each side (at least one 64-byte line)
+  OffsetBuffer(Index n, Index offset) : raw_(static_cast<std::size_t>(n + 3 * kGuard)), n_(n) {
+    std::memset(static_cast<void*>(raw_.data()), 0xA5, raw_.size() * sizeof(T));
+    const auto addr = reinterpret_cast<std::uintptr_t>(raw_.data() + kGuard);
+    const Index to_line = static_cast<Index>((64 - addr % 64) % 64 / sizeof(T));
+    begin_ = kGuard + to_line + offset;
+  }
+  T* data() { return raw_.data() + begin_; }
+  std::vector<T> values() const { return {raw_.begin() + begin_, raw_.begin() + begin_ + n_}; }
+  /// Elements outside the view that are no longer the sentinel's bytes.
+  int touched_outside() const {
+    int n = 0;
+    for (Index i = 0; i < static_cast<Index>(raw_.size()); ++i) {
+      if (i >= begin_ && i < begin_ + n_) continue;
+      const auto* b = reinterpret_cast<const unsigned char*>(&raw_[static_cast<std::size_t>(i)]);
+      for (std::size_t j = 0; j < sizeof(T); ++j) n += b[j] != 0xA5;
+    }
+    return n;
+  }
+
+ private:
+  std::vector<T> raw_;
+  Index n_, begin_ = 0;
+};
+
+// The forward's out and the backward's dq, dk and dv written through views at the offsets given
+// from a 64-byte boundary, on every path: bitwise the results at offset 0, nothing written around
+// the views. A program built for the baseline hands attend Eigen's 16-byte-aligned tensors, and a
+// view may start anywhere. D = Dv = 64 sends the flash and mem_efficient results through the row
+// writer (kernel/epilogue.hpp, write_rows), whose aligned route then has packets straddling two
+// rows; N = 70 ends in partial tiles.
+template <typename T>
+void expect_same_bits_at_offsets(Index B, Index H, Index N, const std::vector<Index>& offsets,
+                                 const std::vector<Path>& paths) {
+  const Index D = 64;
+  const Inputs in = attend_test::random_inputs(B, H, H, N, N, D, D, 611);
+  const std::vector<T> q = attend_test::to_t<T>(in.q), k = attend_test::to_t<T>(in.k), v = attend_test::to_t<T>(in.v);
+  const std::vector<T> dout = attend_test::to_t<T>(attend_test::randn(B * H * N * D, 612));
+  const std::array<Index, 4> dims = {B, H, N, D};
+  const attend::ConstView<T, 4> qv(q.data(), dims), kv(k.data(), dims), vv(v.data(), dims), dv(dout.data(), dims);
+  const Index n = B * H * N * D;
+  for (const Path p : paths) {
+    const auto a = attend_test::make_attend<T>(attend_test::forced(p));
+    std::vector<T> out0, dq0, dk0, dv0;
+    for (const Index offset : offsets) {
+      OffsetBuffer<T> out(n, offset), dq(n, offset), dk(n, offset), dvb(n, offset);
+      std::vector<attend::acc_t<T>> lse(static_cast<std::size_t>(B * H * N));
+      attend::CallOptions<T> o;
+      o.lse = attend::TensorView<attend::acc_t<T>, 3>(lse.data(), {B, H, N});
+      attend_test::forward(a, qv, kv, vv, attend::TensorView<T, 4>(out.data(), dims), o);
+      const attend::GradientViews<T> grads{attend::TensorView<T, 4>(dq.data(), dims),
+                                           attend::TensorView<T, 4>(dk.data(), dims),
+                                           attend::TensorView<T, 4>(dvb.data(), dims), {}};
+      attend_test::backward(a, qv, kv, vv, attend::ConstView<T, 4>(out.data(), dims),
+                            attend::ConstView<attend::acc_t<T>, 3>(lse.data(), {B, H, N}), dv, grads);
+      const std::string w = std::string("path ") + attend::path_name(p) + " offset " + std::to_string(offset);
+      EXPECT_EQ(out.touched_outside() + dq.touched_outside() + dk.touched_outside() + dvb.touched_outside(), 0)
+          << w << ": written outside a view";
+      if (out0.empty()) {
+        out0 = out.values(), dq0 = dq.values(), dk0 = dk.values(), dv0 = dvb.values();
+        continue;
+      }
+      EXPECT_TRUE(attend_test::same_bits(out.values(), out0)) << w << ": out";
+      EXPECT_TRUE(attend_test::same_bits(dq.values(), dq0)) << w << ": dq";
+      EXPECT_TRUE(attend_test::same_bits(dk.values(), dk0)) << w << ": dk";
+      EXPECT_TRUE(attend_test::same_bits(dvb.values(), dv0)) << w << ": dv";
+    }
+  }
+}
+
+// Every offset from a 64-byte boundary, every path.
+TYPED_TEST(CallForms, ResultsAtAnyAlignment) {
+  using T = TypeParam;
+  std::vector<Index> offsets;
+  for (Index o = 0; o < 64 / static_cast<Index>(sizeof(T)); ++o) offsets.push_back(o);
+  expect_same_bits_at_offsets<T>(2, 2, 70, offsets, {std::begin(kAllPaths), std::end(kAllPaths)});
+}
+
+// Results of 32 MiB and more (TileTraits::kStreamOutputBytes), which the tiled paths write with
+// non-temporal stores where a packet is aligned for them: the same bits at 0, 1, and half a packet.
+TEST(CallFormsStreamed, ResultsAtAnyAlignment) {
+  const std::vector<Path> tiled = {Path::flash, Path::mem_efficient};
+  expect_same_bits_at_offsets<float>(1024, 4, 32, {0, 1, 7}, tiled);           // 32 MiB each
+  expect_same_bits_at_offsets<Eigen::bfloat16>(2048, 4, 32, {0, 1, 9}, tiled);  // 32 MiB each
 }
 
 // Masks and lse read and written through non-contiguous views: an additive (Nq, Nk) mask that is

@@ -182,28 +182,6 @@ bool gradients_are_streamed(const GradProblem<T>& pb) {
                          sizeof(T));
 }
 
-/// Writes rows of an Acc accumulator (rows x ld) times `factor`, rounded to T once, to rows of a view
-/// (the first at dst, `stride` apart, n values each); `stream`: with non-temporal stores where a row
-/// is aligned for them (the caller's worker ends with stream_fence).
-template <typename T>
-void write_rows(const acc_t<T>* src, Index ld, Index rows, Index n, acc_t<T> factor, T* dst, Index stride,
-                [[maybe_unused]] bool stream = false) {
-  using Acc = acc_t<T>;
-  using Packet = PacketOf<Acc>;
-  constexpr Index L = kLanesOf<Acc>;
-  using namespace Eigen::internal;
-  const Packet f = pset1<Packet>(factor);
-  for (Index r = 0; r < rows; ++r) {
-    const Acc* s = src + r * ld;
-    T* d = dst + r * stride;
-    Index e = 0;
-    if constexpr (kStorePacket<T>) {
-      for (; e + L <= n; e += L) store_packet(d + e, pmul(f, pload<Packet>(s + e)), stream);
-    }
-    for (; e < n; ++e) d[e] = static_cast<T>(factor * s[e]);
-  }
-}
-
 }  // namespace detail
 ATTEND_END_NAMESPACE
 

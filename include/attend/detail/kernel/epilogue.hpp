@@ -4,8 +4,10 @@
 // The epilogue of the query-tiled kernels: out = O / l (times 1/(1-p) under dropout) and lse, from
 // either layout of the output accumulator: O with a query per row (gemm_rows) or O^T (gemm_panel).
 
-#include <algorithm>  // std::min
-#include <cstddef>    // std::size_t
+#include <algorithm>    // std::min
+#include <cstddef>      // std::size_t
+#include <cstdint>      // std::uintptr_t
+#include <type_traits>  // std::is_invocable_v
 
 #include "attend/detail/abi.hpp"
 #include "attend/detail/arch/primitives.hpp"
@@ -85,29 +87,88 @@ void write_transposed_output(const Problem<T>& pb, Index b, Index h, Index i0, I
   }
 }
 
+/// The factor of every row of write_rows: one value (the backward's scale), or a function of the
+/// row (the forward's 1/l per query).
+template <typename Acc, typename Factor>
+EIGEN_ALWAYS_INLINE Acc row_factor(const Factor& f, Index r) {
+  if constexpr (std::is_invocable_v<const Factor&, Index>) {
+    return static_cast<Acc>(f(r));
+  } else {
+    return static_cast<Acc>(f);
+  }
+}
+
+/// Writes rows x n results: dst row r (`stride` apart) = T(factor(r) · src row r (`ld` apart)), each
+/// value rounded to T once; `stream`: non-temporal stores where the target has them and a packet's
+/// address is aligned for them (the caller's worker ends with stream_fence before a hand-off).
+///
+/// Where source and destination are each one span (ld == stride == n: a dense tensor's rows and an
+/// unpadded accumulator), the span is written from its first packet-aligned address on, a packet
+/// straddling two rows taking each lane's own factor, so every packet store is aligned whatever the
+/// view's alignment. A program built for the baseline (attend::dispatch's users) has Eigen's 16-byte
+/// alignment: row by row, each of a 64-float row's four AVX-512 stores then split a cache line and
+/// none could be non-temporal, and the epilogue took 16.6% of flash f32 bsr_freq's time, against
+/// 5.5% with a 64-byte-aligned output (one thread, Sapphire Rapids-class Xeon, perf). Each value is
+/// the same product, rounded the same way, on either route, so the bits do not depend on it.
+template <typename T, typename Factor>
+void write_rows(const acc_t<T>* src, Index ld, Index rows, Index n, const Factor& factor, T* dst, Index stride,
+                [[maybe_unused]] bool stream = false) {
+  using Acc = acc_t<T>;
+  using Packet = PacketOf<Acc>;
+  constexpr Index L = kLanesOf<Acc>;
+  using namespace Eigen::internal;
+  if constexpr (kStorePacket<T>) {
+    if (ld == n && stride == n && n >= L) {
+      const Index total = rows * n;
+      constexpr std::size_t kAlignBytes = static_cast<std::size_t>(L) * sizeof(T);
+      const std::size_t misalign = reinterpret_cast<std::uintptr_t>(dst) % kAlignBytes;
+      Index e = std::min<Index>(total, static_cast<Index>((kAlignBytes - misalign) % kAlignBytes / sizeof(T)));
+      for (Index i = 0; i < e; ++i) dst[i] = static_cast<T>(row_factor<Acc>(factor, i / n) * src[i]);
+      Index r = e / n;          // the row of the packet at e
+      Index row_end = (r + 1) * n;
+      Acc fr = row_factor<Acc>(factor, r);
+      for (; e + L <= total; e += L) {
+        Packet f;
+        if (e + L <= row_end) {
+          f = pset1<Packet>(fr);
+        } else {  // rows r and r + 1 (n >= L: never three); r + 1 < rows, as e + L <= total
+          const Acc fn = row_factor<Acc>(factor, r + 1);
+          alignas(64) Acc lanes[L];
+          for (Index l = 0; l < L; ++l) lanes[l] = e + l < row_end ? fr : fn;
+          f = pload<Packet>(lanes);
+        }
+        store_packet(dst + e, pmul(f, ploadu<Packet>(src + e)), stream);
+        if (e + L >= row_end && r + 1 < rows) {  // the next packet starts in the next row
+          ++r;
+          row_end += n;
+          fr = row_factor<Acc>(factor, r);
+        }
+      }
+      for (; e < total; ++e) dst[e] = static_cast<T>(row_factor<Acc>(factor, e / n) * src[e]);
+      return;
+    }
+  }
+  for (Index r = 0; r < rows; ++r) {
+    const Acc fr = row_factor<Acc>(factor, r);
+    const Acc* s = src + r * ld;
+    T* d = dst + r * stride;
+    Index e = 0;
+    if constexpr (kStorePacket<T>) {
+      const Packet f = pset1<Packet>(fr);
+      for (; e + L <= n; e += L) store_packet(d + e, pmul(f, ploadu<Packet>(s + e)), stream);
+    }
+    for (; e < n; ++e) d[e] = static_cast<T>(fr * s[e]);
+  }
+}
+
 /// out[b, h, i0 + ii, :] from O with a query per row (nq x Dv, row stride Dv), each row one scaled
 /// copy. At N = 62 the 16 x 16 transposes of O^T were 6% of a tile.
 template <typename T, int Br>
 void write_row_output(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, const acc_t<T>* o,
                       const OnlineSoftmax<acc_t<T>, Br>& sm) {
-  using Acc = acc_t<T>;
-  using Packet = PacketOf<Acc>;
-  constexpr Index L = kLanesOf<Acc>;
-  using namespace Eigen::internal;
-  const Acc extra = output_factor(pb);
-  const Index Dv = pb.Dv;
-  [[maybe_unused]] const bool stream = output_is_streamed(pb);
-  for (Index ii = 0; ii < nq; ++ii) {
-    const Acc inv = sm.inv_sum(static_cast<int>(ii), extra);
-    const Packet invp = pset1<Packet>(inv);
-    const Acc* src = o + ii * Dv;
-    T* dst = &pb.out(b, h, i0 + ii, 0);
-    Index d = 0;
-    if constexpr (kStorePacket<T>) {
-      for (; d + L <= Dv; d += L) store_packet(dst + d, pmul(ploadu<Packet>(src + d), invp), stream);
-    }
-    for (; d < Dv; ++d) dst[d] = static_cast<T>(src[d] * inv);
-  }
+  const acc_t<T> extra = output_factor(pb);
+  const auto inv_sum = [&sm, extra](Index ii) { return sm.inv_sum(static_cast<int>(ii), extra); };
+  write_rows<T>(o, pb.Dv, nq, pb.Dv, inv_sum, &pb.out(b, h, i0, 0), pb.out.stride(2), output_is_streamed(pb));
 }
 
 /// The epilogue for either layout of the output accumulator: O with a query per row (`rows`, nq x

@@ -7,13 +7,17 @@
 //   FmaTiles<T>     acc_t<T> FMAs (FmaOps); 16-bit K and V tiles converted to float first
 //   PairTiles<T>    bf16 pairs (Bf16PairOps, AVX512_BF16): K read in place by pairs of d, Q^T packed
 //                   by pairs, P^T and the V tile packed by pairs of keys; needs an even D
+//   AmxTiles<T>     bf16 AMX tiles (arch/amx.hpp): PairTiles' packing, the products as 16 x 16 tiles
+//                   of tdpbf16ps; needs an even D, and O^T as the accumulator
 // Each holds its operand buffers (Operands), carved with the rest of the tile's scratch.
 //
 // The value product has a fast form (any Store, either layout) and a careful one for the re-run of a
 // tile whose accumulator came out with a NaN (kernel/zero_weights.hpp): O^T only, non-finite values
 // replaced by 0, their own terms added by the caller through weight().
 
-#include <cstdint>  // std::uint32_t
+#include <algorithm>  // std::copy, std::fill
+#include <cstdint>    // std::uint32_t
+#include <cstring>    // std::memcpy, std::memset
 
 #include "attend/detail/abi.hpp"
 #include "attend/detail/arch/primitives.hpp"
@@ -45,6 +49,10 @@ struct FmaTiles {
   static constexpr Index Br = TileTraits::kBlockQ;
   static constexpr Index Bc = TileTraits::kBlockK;
   static constexpr bool kConvert = !std::is_same_v<T, Acc>;
+  /// The accumulator may be O with a query per row where Dv fits gemm_rows (else O^T).
+  static constexpr bool kOutputRows = true;
+  /// A worker's last tile is done: nothing to give back.
+  static void finish() {}
 
   struct Operands {
     Acc* qt;    // (D, Br)   Q^T of the tile, scaled
@@ -114,6 +122,10 @@ struct PairTiles {
   static constexpr Index Br = TileTraits::kBlockQ;
   static constexpr Index Bc = TileTraits::kBlockK;
   static std::size_t pair_words(Index n) { return static_cast<std::size_t>((n + 1) / 2); }
+  /// The accumulator may be O with a query per row where Dv fits gemm_rows (else O^T).
+  static constexpr bool kOutputRows = true;
+  /// A worker's last tile is done: nothing to give back.
+  static void finish() {}
 
   struct Operands {
     std::uint32_t* qp;  // (D/2, Br)   Q^T by pairs of d
@@ -180,6 +192,156 @@ struct PairTiles {
     return Pairs::template unpack_probability<static_cast<int>(Br)>(w.pp, j, ii);
   }
 };
+
+
+#if ATTEND_HAVE_AMX_BF16
+/// The products on AMX tiles (arch/amx.hpp), for bf16 with an even D: the same operands as PairTiles
+/// (its packing, called from here: Q^T and P^T by pairs, the V tile by pairs of keys), zero-padded to
+/// whole tiles, and S^T, O^T computed 16 x 16 fp32 tiles at a time:
+///   S^T (nk x Br)  = K_j · Q^T   A: K's rows in place (a zero-padded copy for a partial key or d tile)
+///   O^T (Dv x Br) += V_j^T · P^T  A: Vp transposed by 32-bit words, B: Pp
+/// The accumulator is always O^T (kOutputRows false): its rows are dv, so a Dv that is not whole
+/// 16-row tiles costs one partial tile (ctail), where O's rows would need partial columns in every tile.
+/// The online softmax's rescale of O^T runs on AVX-512 in memory before the tiles load it.
+/// Numerics as PairTiles: exact bf16 products summed in fp32, the scale on the fp32 sums, P rounded to
+/// bf16 for the value product (weight() gives it back); each element is the same chain of
+/// tdpbf16ps whatever the thread count.
+template <typename T>
+struct AmxTiles {
+  using Acc = float;
+  using Ops = Bf16PairOps;  ///< the pair packing's home; the micro-kernel never runs here
+  using Pairs = Bf16PairOps;
+  static constexpr Index Br = TileTraits::kBlockQ;
+  static constexpr Index Bc = TileTraits::kBlockK;
+  static constexpr Index kRows = AmxTraits::kTileRows;
+  static constexpr Index kKeyPairs = AmxTraits::kKeyPairs;
+  static constexpr bool kOutputRows = false;
+  static_assert(amx::kRows == AmxTraits::kTileRows && amx::kPairsPerRow == AmxTraits::kTilePairs &&
+                    amx::kPairsPerRow == AmxTraits::kTileCols,
+                "AmxTraits describes the configured tiles (arch/amx.hpp)");
+  static_assert(AmxTraits::kFits, "AmxTiles is offered only where the key tile is whole 16-key C tiles");
+
+  struct Operands {
+    std::uint32_t* qp;     // (Dp/2, Br)      Q^T by pairs of d, rows past D/2 zero (Dp = padded_d(D))
+    std::uint32_t* pp;     // (kKeyPairs, Br) P^T in bf16 by pairs of keys, rows past the tile's pairs zero
+    std::uint32_t* vp;     // (Bc/2, Dv)      V tile by pairs of keys
+    std::uint32_t* vt;     // (Dvp, kKeyPairs) V^T by pairs of keys, vt[e * kKeyPairs + c] = vp[c * Dv + e]
+    unsigned char* kpad;   // (Bc, Dp)        bf16 K tile zero-padded to whole tiles (partial tiles only)
+    float* ctail;          // (16, Br)        O^T's last dv tile where Dv is not whole 16-row tiles
+  };
+  static Operands carve(ScratchLayout& l, Index D, Index Dv) {
+    const auto Dp = static_cast<std::size_t>(AmxTraits::padded_d(D));
+    const auto Dvp = static_cast<std::size_t>(AmxTraits::padded_dv(Dv));
+    Operands o;
+    o.qp = l.take<std::uint32_t>(Dp / 2 * Br);
+    o.pp = l.take<std::uint32_t>(static_cast<std::size_t>(kKeyPairs * Br));
+    o.vp = l.take<std::uint32_t>(static_cast<std::size_t>((Bc + 1) / 2) * static_cast<std::size_t>(Dv));
+    o.vt = l.take<std::uint32_t>(Dvp * kKeyPairs);
+    o.kpad = l.take<unsigned char>(static_cast<std::size_t>(Bc) * Dp * sizeof(T));
+    o.ctail = l.take<float>(static_cast<std::size_t>(kRows * Br));
+    return o;
+  }
+
+  /// Q^T by pairs (PairTiles' packing), zero pairs up to whole 32-d steps. First call of every query
+  /// tile, so it also loads this thread's tile configuration (arch/amx.hpp: another library on the
+  /// thread may have changed it since the last tile).
+  static void pack_queries(const Problem<T>& pb, Index b, Index h, Index i0, Index nq, Operands& w) {
+    amx::configure();
+    const auto* rows = reinterpret_cast<const unsigned char*>(&pb.q(b, h, i0, 0));
+    Pairs::template pack_query_pairs<static_cast<int>(Br)>(rows, pb.q.stride(2) * Index(sizeof(T)), nq, pb.D, w.qp);
+    std::fill(w.qp + pb.D / 2 * Br, w.qp + AmxTraits::padded_d(pb.D) / 2 * Br, 0u);
+  }
+
+  /// No prefetch hooks inside the tiles: the skeleton's drain() requests the next tile's lines.
+  static Index hook_calls_of(const Problem<T>&, Index, Index, bool) { return 0; }
+
+  /// st (nk x Br) = scale · K_j · Q^T: exact bf16 products summed in fp32 by the tiles, then scaled.
+  template <typename Hook = NoHook>
+  static void scores(const Problem<T>& pb, Index b, Index hk, Index j0, Index nk, Operands& w, float* st, Hook = {}) {
+    const Index Dp = AmxTraits::padded_d(pb.D);
+    const Index m_tiles = (nk + kRows - 1) / kRows;
+    const auto* a = reinterpret_cast<const unsigned char*>(&pb.k(b, hk, j0, 0));
+    Index a_rs = pb.k.stride(2) * Index(sizeof(T));
+    if (nk % kRows != 0 || pb.D != Dp) {
+      // A tile reads 16 whole rows of 32 d: past the last key or past D it would read other rows (or
+      // past the tensor), whose Inf or NaN would reach the sums through 0 · Inf. Copy, zero-padded.
+      const std::size_t row = static_cast<std::size_t>(pb.D) * sizeof(T), padded = static_cast<std::size_t>(Dp) * sizeof(T);
+      for (Index r = 0; r < m_tiles * kRows; ++r) {
+        unsigned char* dst = w.kpad + static_cast<std::size_t>(r) * padded;
+        if (r < nk) {
+          std::memcpy(dst, a + r * a_rs, row);
+          std::memset(dst + row, 0, padded - row);
+        } else {
+          std::memset(dst, 0, padded);
+        }
+      }
+      a = w.kpad;
+      a_rs = static_cast<Index>(padded);
+    }
+    auto* c = reinterpret_cast<unsigned char*>(st);
+    amx::gemm<false>(m_tiles, Br / AmxTraits::kTileCols, Dp / (2 * AmxTraits::kTilePairs), a, a_rs,
+                     reinterpret_cast<const unsigned char*>(w.qp), 4 * Br, c, 4 * Br);
+    amx::scale_rows(st, nk, Br, Br, pb.scale);
+  }
+
+  template <Store kStore, typename Hook = NoHook>
+  static void values(const Problem<T>& pb, Index b, Index hk, Index j0, Index nk, Index, const float* pt, Operands& w,
+                     float* o, bool, const float* factors, Hook = {}) {
+    value_product<kStore>(pb, b, hk, j0, nk, pt, w, o, factors, false);
+  }
+  template <Store kStore>
+  static bool careful_values(const Problem<T>& pb, Index b, Index hk, Index j0, Index nk, const float* pt,
+                             Operands& w, float* ot, const float* factors) {
+    return value_product<kStore>(pb, b, hk, j0, nk, pt, w, ot, factors, true);
+  }
+  /// The weight the value product gave key j for query ii: P rounded to bf16.
+  static float weight(const Operands& w, const float*, Index j, Index ii) {
+    return Pairs::template unpack_probability<static_cast<int>(Br)>(w.pp, j, ii);
+  }
+
+  /// The tiles are done on this worker's thread (tilerelease).
+  static void finish() { amx::release(); }
+
+ private:
+  /// ot (Dv x Br) = [α ∘ ot +] V_j^T · P^T over nk keys. With `finite_only` (the careful re-run),
+  /// non-finite values count as 0; returns whether there were any.
+  template <Store kStore>
+  static bool value_product(const Problem<T>& pb, Index b, Index hk, Index j0, Index nk, const float* pt, Operands& w,
+                            float* ot, const float* factors, bool finite_only) {
+    static_assert(kStore == Store::overwrite || kStore == Store::rescale_add, "the skeleton's two value stores");
+    constexpr bool kAccumulate = kStore == Store::rescale_add;
+    const Index Dv = pb.Dv, nk2 = (nk + 1) / 2;
+    const Index steps = (nk2 + AmxTraits::kTilePairs - 1) / AmxTraits::kTilePairs;
+    // B: Pp, its pairs past the tile's zero (stale rows could hold NaN patterns, and 0 · NaN is NaN).
+    Pairs::template pack_probability_pairs<static_cast<int>(Br)>(pt, nk, w.pp);
+    std::fill(w.pp + nk2 * Br, w.pp + steps * AmxTraits::kTilePairs * Br, 0u);
+    // A: Vp transposed as 32-bit words, the same 16 x 16 transpose that packs Q^T (pairs past nk2 0).
+    const bool dirty = Pairs::pack_value_pairs(&pb.v(b, hk, j0, 0), pb.v.stride(2), nk, Dv, w.vp, finite_only);
+    Pairs::template pack_query_pairs<static_cast<int>(kKeyPairs)>(reinterpret_cast<const unsigned char*>(w.vp), 4 * Dv,
+                                                                   nk2, 2 * Dv, w.vt);
+    std::fill(w.vt + Dv * kKeyPairs, w.vt + AmxTraits::padded_dv(Dv) * kKeyPairs, 0u);
+    if (kAccumulate) amx::scale_columns(ot, Dv, Br, Br, factors);
+
+    const auto* a = reinterpret_cast<const unsigned char*>(w.vt);
+    const auto* bp = reinterpret_cast<const unsigned char*>(w.pp);
+    constexpr Index n_tiles = Br / AmxTraits::kTileCols;
+    const Index full = Dv / kRows, tail = Dv % kRows;
+    if (full > 0) {
+      amx::gemm<kAccumulate>(full, n_tiles, steps, a, 4 * kKeyPairs, bp, 4 * Br, reinterpret_cast<unsigned char*>(ot),
+                             4 * Br);
+    }
+    if (tail > 0) {
+      // The last dv rows through a whole tile in ctail: a 16-row tile store would run past O^T.
+      float* last = ot + full * kRows * Br;  // (tail, Br)
+      if (kAccumulate) std::copy(last, last + tail * Br, w.ctail);
+      amx::gemm<kAccumulate>(1, n_tiles, steps, a + full * kRows * 4 * kKeyPairs, 4 * kKeyPairs, bp, 4 * Br,
+                             reinterpret_cast<unsigned char*>(w.ctail), 4 * Br);
+      std::copy(w.ctail, w.ctail + tail * Br, last);
+    }
+    return dirty;
+  }
+};
+#endif  // ATTEND_HAVE_AMX_BF16
 
 }  // namespace detail
 ATTEND_END_NAMESPACE

@@ -106,9 +106,10 @@ inline bool usable() {
 /// products per step, where a row of 4 C tiles with one A would need 5. An odd last row of C tiles
 /// takes a 1 x 2 block. Each C element is the same chain of tdpbf16ps over the steps in order,
 /// whatever the block, so the blocking never changes a result.
-template <bool kLoadC>
+/// `hook()` runs after each block (the flash skeleton's prefetch of its next tile: blocks(mb, nb) calls).
+template <bool kLoadC, typename Hook>
 inline void gemm(Index mb, Index nb, Index steps, const unsigned char* a, Index a_rs, const unsigned char* b,
-                 Index b_rs, unsigned char* c, Index c_rs) {
+                 Index b_rs, unsigned char* c, Index c_rs, Hook& hook) {
   const Index a_tile = kRows * a_rs, b_tile = kRows * b_rs, c_tile = kRows * c_rs;
   Index m = 0;
   for (; m + 2 <= mb; m += 2) {
@@ -143,6 +144,7 @@ inline void gemm(Index mb, Index nb, Index steps, const unsigned char* a, Index 
       _tile_stored(1, c00 + kRowBytes, c_rs);
       _tile_stored(2, c10, c_rs);
       _tile_stored(3, c10 + kRowBytes, c_rs);
+      hook();
     }
   }
   if (m < mb) {
@@ -166,9 +168,13 @@ inline void gemm(Index mb, Index nb, Index steps, const unsigned char* a, Index 
       }
       _tile_stored(0, c00, c_rs);
       _tile_stored(1, c00 + kRowBytes, c_rs);
+      hook();
     }
   }
 }
+
+/// The blocks (hook calls) of a gemm of mb x nb tiles.
+constexpr Index blocks(Index mb, Index nb) { return (mb + 1) / 2 * (nb / 2); }
 
 /// c[r · ld + i] *= s for r < rows, i < cols (cols a multiple of 16, rows 64-byte aligned): the
 /// scale of the scores, applied to the fp32 sums as the pairs kernel does (never to q before rounding).
@@ -176,6 +182,15 @@ inline void scale_rows(float* c, Index rows, Index ld, Index cols, float s) {
   const __m512 f = _mm512_set1_ps(s);
   for (Index r = 0; r < rows; ++r)
     for (Index i = 0; i < cols; i += 16) _mm512_store_ps(c + r * ld + i, _mm512_mul_ps(_mm512_load_ps(c + r * ld + i), f));
+}
+
+/// c[r · ld + i] *= f[r] for r < rows, i < cols (cols a multiple of 16, rows 64-byte aligned): the
+/// online softmax's rescale of O kept by rows, one factor per query (row).
+inline void scale_rows_by(float* c, Index rows, Index ld, Index cols, const float* f) {
+  for (Index r = 0; r < rows; ++r) {
+    const __m512 fr = _mm512_set1_ps(f[r]);
+    for (Index i = 0; i < cols; i += 16) _mm512_store_ps(c + r * ld + i, _mm512_mul_ps(_mm512_load_ps(c + r * ld + i), fr));
+  }
 }
 
 /// c[r · ld + i] *= f[i] for r < rows, i < cols (cols a multiple of 16, rows 64-byte aligned): the online

@@ -11,8 +11,8 @@
 //   O = α ∘ O + P · V_j                    (Br x Dv)   Products::values
 // and at the end out = O / l, lse = m + log l. (Where Dv is not whole micro-kernel column blocks, the
 // value product is O^T = α ∘ O^T + V_j^T · P^T instead, and the epilogue transposes.) The products
-// are a policy (kernel/products.hpp): fp32 FMAs, bf16 pairs on AVX512_BF16, or bf16 AMX tiles (which
-// always accumulate O^T); the skeleton is one.
+// are a policy (kernel/products.hpp): fp32 FMAs, bf16 pairs on AVX512_BF16, or bf16 AMX tiles; the
+// skeleton is one.
 
 #include <algorithm>  // std::fill, std::min
 #include <cstddef>    // std::size_t
@@ -82,7 +82,7 @@ void flash_query_tile(const Problem<T>& pb, Index b, Index h, Index i0, FlashScr
   // The accumulator: O with a query per row (gemm_rows) where Dv is whole column blocks, so the
   // epilogue copies rows; else O^T (gemm_panel), also in the careful re-run, whose value step works
   // on O^T. Both hold the same bits (kernel/microkernel.hpp).
-  const bool o_rows = !careful && Products::kOutputRows && rows_fit<typename Products::Ops>(pb.Dv);
+  const bool o_rows = !careful && rows_fit<typename Products::Ops>(pb.Dv);
 
   // ---- Key tiles.
   for (Index j0 = 0; j0 < j_end; j0 += Bc) {

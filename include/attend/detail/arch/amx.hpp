@@ -11,17 +11,20 @@
 // vdpbf16ps does 32. The pair layout is arch/avx512_bf16.hpp's:
 //   S^T = K · Q^T  (Bc x Br)  A = 16 K rows x 32 d, read in place (K's rows are already d pairs)
 //                             B = Qp (pairs of d by queries), as Bf16Pairs::pack_query_pairs packs it
+//   O   = P · V     (Br x Dv) A = P by pairs of keys (Pp transposed as 32-bit words), B = Vp in place
 //   O^T = V^T · P^T (Dv x Br) A = V^T by pairs of keys (Vp transposed as 32-bit words)
 //                             B = Pp (pairs of keys by queries), as pack_probability_pairs packs it
+// (O where the flash skeleton keeps O by rows, O^T elsewhere and in the careful re-run.)
 // Numerics are the pairs kernel's: products of bf16 are exact in fp32, sums in fp32, denormal inputs
 // and results read as 0.
 //
 // Before the first tile instruction a process must ask Linux for the tile state (arch_prctl
 // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA; Linux 5.16 and later), or the instruction faults. Each
 // thread must load a tile configuration (ldtilecfg) before using the tiles; it is per thread and any
-// other code on the thread may change it, so AmxTiles loads it at the start of every query tile (a
-// few dozen cycles against a tile's tens of microseconds) and releases the tiles when its worker is
-// done, so that the thread no longer carries 8 KiB of tile state through context switches.
+// other code on the thread may change it, so AmxTiles loads it at the start of every query tile (the
+// smallest benchmarked tile, bsr_freq's 62 x 62 at D 64, is 1 MFLOP of products) and releases the
+// tiles when its worker is done, so that the thread no longer carries 8 KiB of tile state through
+// context switches.
 //
 // Included by arch/primitives.hpp; empty unless the target has AMX (ATTEND_HAVE_AMX_BF16).
 

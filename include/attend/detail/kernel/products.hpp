@@ -8,7 +8,7 @@
 //   PairTiles<T>    bf16 pairs (Bf16PairOps, AVX512_BF16): K read in place by pairs of d, Q^T packed
 //                   by pairs, P^T and the V tile packed by pairs of keys; needs an even D
 //   AmxTiles<T>     bf16 AMX tiles (arch/amx.hpp): PairTiles' packing, the products as 16 x 16 tiles
-//                   of tdpbf16ps; needs an even D, and O^T as the accumulator
+//                   of tdpbf16ps; needs an even D
 // Each holds its operand buffers (Operands), carved with the rest of the tile's scratch.
 //
 // The value product has a fast form (any Store, either layout) and a careful one for the re-run of a

@@ -88,6 +88,8 @@ enum class Kernel {
   split_kv_decode,       ///< flash: few queries per kv head, keys split across threads (a decode step);
                          ///< the query counts it serves are DecodeTraits' in detail/kernel/kernel_traits.hpp
   key_splits,            ///< flash backward: 64 x 64 tiles over splits of the keys, dq summed in split order
+  query_tiles_bf16_amx,  ///< flash: query tiles with bf16 products on AMX tiles (bf16, an even D, compiled
+                         ///< for AMX-TILE and AMX-BF16, on a CPU and OS that allow them)
 };
 
 /// @brief The name of a kernel, for messages and logs.
@@ -103,6 +105,7 @@ inline const char* kernel_name(Kernel k) {
     case Kernel::query_tiles_bf16_dot: return "query_tiles_bf16_dot";
     case Kernel::split_kv_decode: return "split_kv_decode";
     case Kernel::key_splits: return "key_splits";
+    case Kernel::query_tiles_bf16_amx: return "query_tiles_bf16_amx";
   }
   return "unknown";
 }
@@ -122,7 +125,8 @@ struct Dispatch {
   /// @brief The kernel inside the path (Kernel::none until a call fills it in).
   Kernel kernel = Kernel::none;
   /// @brief The instruction set the kernels that served the call were compiled for, a string literal
-  /// naming the caller's target flags as Eigen sees them: `"avx512_bf16"` (AVX-512 with AVX512_BF16),
+  /// naming the caller's target flags as Eigen sees them: `"avx512_bf16_amx"` (AVX-512 with AVX512_BF16,
+  /// AMX-TILE and AMX-BF16), `"avx512_bf16"` (AVX-512 with AVX512_BF16),
   /// `"avx512"`, `"avx2"` (AVX2 and FMA: x86-64-v3), `"sse2"` (x86-64's baseline), `"neon"`, ... ("" until
   /// a call fills it in). A program built without `-march` flags reports `"sse2"` on x86-64: link
   /// `attend::native` (or build with `-march=native`) for the kernels of the machine that builds it.

@@ -186,7 +186,10 @@ TEST(Dispatch, IsaNamesTheTargetOfTheKernels) {
 #else
   EXPECT_STREQ(d.isa, ATTEND_ISA_NAME);
   EXPECT_NE(std::string(ATTEND_ABI_NAME).find(d.isa), std::string::npos) << ATTEND_ABI_NAME;
-#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__) && defined(__AMX_TILE__) && \
+    defined(__AMX_BF16__)
+  EXPECT_STREQ(d.isa, "avx512_bf16_amx");
+#elif defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
   EXPECT_STREQ(d.isa, "avx512_bf16");
 #elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
   EXPECT_STREQ(d.isa, "avx512");
@@ -205,6 +208,7 @@ TEST(Dispatch, KernelNamesAreTheEnumeratorNames) {
   EXPECT_STREQ(attend::kernel_name(Kernel::query_chunks), "query_chunks");
   EXPECT_STREQ(attend::kernel_name(Kernel::query_tiles), "query_tiles");
   EXPECT_STREQ(attend::kernel_name(Kernel::query_tiles_bf16_dot), "query_tiles_bf16_dot");
+  EXPECT_STREQ(attend::kernel_name(Kernel::query_tiles_bf16_amx), "query_tiles_bf16_amx");
   EXPECT_STREQ(attend::kernel_name(Kernel::split_kv_decode), "split_kv_decode");
   EXPECT_STREQ(attend::kernel_name(static_cast<Kernel>(99)), "unknown");
 }
@@ -252,11 +256,28 @@ TEST(Dispatch, KernelNamesTheKernelInsideThePath) {
   const std::vector<B16> x(70 * 64, B16(0.5f));
   const attend::ConstView<B16, 4> view(x.data(), {1, 1, 70, 64});
   const std::string isa = attend::Attend<B16>(0.0, true).dispatch(view, view, view).isa;
-  const bool has_pairs = isa == "avx512_bf16";
+  const bool has_pairs = isa == "avx512_bf16" || isa == "avx512_bf16_amx";
+  const bool has_amx = isa == "avx512_bf16_amx";
 #else
   const std::string isa = ATTEND_ISA_NAME;
   const bool has_pairs = ATTEND_HAVE_BF16_DOT;
+  const bool has_amx = ATTEND_HAVE_AMX_BF16;
 #endif
+  // AMX tiles where the kernels have them and the CPU and OS allow them (bf16_amx_pays), unless
+  // ATTEND_BF16_PRODUCTS names pairs or fp32; otherwise the choice below, as without AMX.
+  if (has_amx && products != "pairs" && products != "fp32") {
+    const std::string k = bf16_kernel(64);
+    EXPECT_TRUE(k == "query_tiles_bf16_amx" || k == "query_tiles" || k == "query_tiles_bf16_dot") << k;
+#ifndef ATTEND_DISPATCH
+    if (attend::detail::bf16_amx_pays()) {
+      EXPECT_EQ(k, "query_tiles_bf16_amx");
+    }
+#endif
+    if (k == "query_tiles_bf16_amx") {
+      EXPECT_EQ(bf16_kernel(63), "query_tiles");  // odd D: as the pairs, the last d has no partner
+      return;
+    }
+  }
   if (!has_pairs || products == "fp32") {
     EXPECT_EQ(bf16_kernel(64), "query_tiles") << isa;
   } else if (products == "pairs") {

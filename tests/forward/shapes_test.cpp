@@ -116,6 +116,20 @@ const Shape kMasked[] = {
 INSTANTIATE_TEST_SUITE_P(Masked, Shapes, ::testing::ValuesIn(kMasked),
                          [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
 
+// The edges of AMX's 16 x 16 tiles (bf16 on AMX, AmxTraits): key counts 1, 15, 16, 17, 31, 33 and 37
+// (prime) around the 16-key C tiles and 32-key reduction steps, D = 16, 40, 64, 80, 128 around the
+// 32-d steps (40 and 80 end mid-step), Dv around the 16-row tiles of O^T. Query counts stay above the
+// decode kernel's limit (8 + (D + Dv) / 8 with AVX-512) so that the query tiles serve them.
+const Shape kAmxEdges[] = {
+    {1, 2, 1, 15, 17, 16, 16},        {1, 1, 1, 16, 31, 16, 8},          {1, 2, 2, 17, 16, 16, 24},
+    {1, 1, 1, 31, 15, 40, 40},        {1, 2, 1, 33, 1, 40, 16},          {1, 1, 1, 31, 33, 64, 64},
+    {1, 2, 2, 33, 37, 64, 40},        {1, 1, 1, 37, 16, 80, 80},         {1, 2, 1, 41, 17, 80, 64},
+    {1, 1, 1, 47, 33, 128, 128},      {1, 1, 1, 47, 31, 128, 16},        {1, 2, 2, 97, 15, 64, 64},
+    {1, 1, 1, 33, 37, 64, 64, BR},    {1, 1, 1, 37, 33, 40, 40, TL},     {1, 2, 1, 33, 31, 80, 80, NC, MaskKind::keep},
+};
+INSTANTIATE_TEST_SUITE_P(AmxEdges, Shapes, ::testing::ValuesIn(kAmxEdges),
+                         [](const ::testing::TestParamInfo<Shape>& i) { return name_of(i.param); });
+
 // Few queries per head (Nq <= (D + Dv) / 8, or 8 more with AVX-512), which the flash path serves
 // with a split-KV decode kernel: several 512-key splits merged by log-sum-exp, ragged last split,
 // causal rows whose later splits see no key, masks that empty a whole split.

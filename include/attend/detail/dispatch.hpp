@@ -93,6 +93,8 @@ Kernel local_forward_kernel(const Problem<T>& pb, Path path) {
   switch (path) {
     case Path::flash:
       if (use_decode_kernel(pb)) return Kernel::split_kv_decode;
+      // AMX where the target has it and this process may run it; else as without AMX.
+      if (kBf16Amx<T> && AmxTraits::kFits && pb.D % 2 == 0 && bf16_amx_pays()) return Kernel::query_tiles_bf16_amx;
       return kBf16Dot<T> && pb.D % 2 == 0 && bf16_pairs_pay() ? Kernel::query_tiles_bf16_dot : Kernel::query_tiles;
     case Path::mem_efficient: return Kernel::query_chunks;
     case Path::math: return Kernel::contraction;
@@ -108,6 +110,11 @@ void with_forward_kernel(Kernel kernel, F&& f) {
     case Kernel::query_tiles: f(FlashForward<T, FmaTiles<T>>{}); return;
     case Kernel::query_tiles_bf16_dot:
       if constexpr (kBf16Dot<T>) f(FlashForward<T, PairTiles<T>>{});
+      return;
+    case Kernel::query_tiles_bf16_amx:
+#if ATTEND_HAVE_AMX_BF16
+      if constexpr (kBf16Amx<T> && AmxTraits::kFits) f(FlashForward<T, AmxTiles<T>>{});
+#endif
       return;
     case Kernel::split_kv_decode: f(DecodeForward<T>{}); return;
     case Kernel::query_chunks: f(MemEfficientForward<T>{}); return;

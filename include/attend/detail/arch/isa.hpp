@@ -12,6 +12,8 @@
 //   ATTEND_ARCH_AVX2       1 where the AVX2 forms (arch/avx2.hpp) are: AVX2, FMA and F16C (x86-64-v3)
 //                          without AVX-512
 //   ATTEND_HAVE_BF16_DOT   1 where bf16 products run on AVX512_BF16's vdpbf16ps (arch/avx512_bf16.hpp)
+//   ATTEND_HAVE_AMX_BF16   1 where bf16 products may also run on AMX tiles (arch/amx.hpp): AVX512_BF16
+//                          with AMX-TILE and AMX-BF16 (-march=sapphirerapids, -march=native there)
 //
 // Every name distinguishes code that differs: two translation units with the same name compile
 // attend's inline functions to the same instructions, and two with different names to different
@@ -37,9 +39,17 @@
 #define ATTEND_HAVE_BF16_DOT 0
 #endif
 
+#if ATTEND_HAVE_BF16_DOT && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#define ATTEND_HAVE_AMX_BF16 1
+#else
+#define ATTEND_HAVE_AMX_BF16 0
+#endif
+
 // x86: the x86-64 levels (v4 = AVX-512 F, BW, DQ, VL, CD; v3 = AVX2, FMA; v2 = SSE4.2) and what lies
 // between them; everything else by Eigen's packet family.
-#if ATTEND_HAVE_BF16_DOT
+#if ATTEND_HAVE_AMX_BF16
+#define ATTEND_ISA avx512_bf16_amx
+#elif ATTEND_HAVE_BF16_DOT
 #define ATTEND_ISA avx512_bf16
 #elif ATTEND_ARCH_AVX512 && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #define ATTEND_ISA avx512

@@ -21,6 +21,8 @@
 //   prefetch_l2(p)              requests a cache line into L2
 //   FmaOps<Acc>, Bf16PairOps    multiply-add policies of the products (Bf16PairOps: AVX512_BF16
 //                               pairs, arch/avx512_bf16.hpp), kBf16Dot<T> where the latter serves T
+//   kBf16Amx<T>, bf16_amx_pays()   whether T's flash tiles can, and on this CPU do, take AMX tile
+//                               products (arch/amx.hpp; the policy is AmxTiles, kernel/products.hpp)
 
 #include <cmath>        // std::isnan
 #include <cstring>      // std::memcpy
@@ -37,6 +39,9 @@
 #endif
 #if ATTEND_HAVE_BF16_DOT
 #include "attend/detail/arch/avx512_bf16.hpp"
+#endif
+#if ATTEND_HAVE_AMX_BF16
+#include "attend/detail/arch/amx.hpp"
 #endif
 #if ATTEND_ARCH_AVX2
 #include "attend/detail/arch/avx2.hpp"
@@ -121,6 +126,16 @@ inline bool bf16_pairs_pay() { return false; }
 /// Whether T's products run on bf16 pairs (Bf16PairOps): T is bf16 and the target has AVX512_BF16.
 template <typename T>
 constexpr bool kBf16Dot = ATTEND_HAVE_BF16_DOT && std::is_same_v<T, Eigen::bfloat16>;
+
+/// Whether T's flash tiles can take AMX tile products (AmxTiles): T is bf16 and the target has AMX-TILE
+/// and AMX-BF16 (with AVX512_BF16, whose pair packing they share). Whether they do is bf16_amx_pays().
+template <typename T>
+constexpr bool kBf16Amx = ATTEND_HAVE_AMX_BF16 && std::is_same_v<T, Eigen::bfloat16>;
+#if !ATTEND_HAVE_AMX_BF16
+/// Whether the flash tiles take AMX products on this CPU (arch/amx.hpp): never, where the target has
+/// no AMX.
+inline bool bf16_amx_pays() { return false; }
+#endif
 
 // ---- exp ----
 

@@ -11,7 +11,8 @@
 //   O = α ∘ O + P · V_j                    (Br x Dv)   Products::values
 // and at the end out = O / l, lse = m + log l. (Where Dv is not whole micro-kernel column blocks, the
 // value product is O^T = α ∘ O^T + V_j^T · P^T instead, and the epilogue transposes.) The products
-// are a policy (kernel/products.hpp): fp32 FMAs, or bf16 pairs on AVX512_BF16; the skeleton is one.
+// are a policy (kernel/products.hpp): fp32 FMAs, bf16 pairs on AVX512_BF16, or bf16 AMX tiles; the
+// skeleton is one.
 
 #include <algorithm>  // std::fill, std::min
 #include <cstddef>    // std::size_t
@@ -173,6 +174,7 @@ struct FlashForward {
         }
         flash_query_tile<T, Products>(pb, t.b, t.h, t.i0, w, &next);
       }
+      Products::finish();  // AMX: release this thread's tiles
       stream_fence();  // the output's non-temporal stores, before the pool hears this worker is done
     });
   }

@@ -84,6 +84,29 @@ struct RegisterBlocking {
   static constexpr int kRegNUsed = kColsPerBlock > TileTraits::kBlockQ ? TileTraits::kBlockQ / kLanes : kRegN;
 };
 
+/// The AMX tiles of the flash forward's AmxTiles policy (kernel/products.hpp, arch/amx.hpp). A tile
+/// register holds 16 rows of 64 bytes: a C tile is 16 x 16 fp32, an A or B tile 16 rows of 16 bf16
+/// pairs, so a tdpbf16ps reduces over 32 values (d for the scores, keys for the values). Operands are
+/// zero-padded to whole tiles instead of configuring partial ones, so one configuration serves all.
+struct AmxTraits {
+  static constexpr int kTileRows = 16;   ///< keys of an S^T tile, dv of an O^T tile
+  static constexpr int kTileCols = 16;   ///< queries of a C tile (16 fp32 = 64 bytes)
+  static constexpr int kTilePairs = 16;  ///< pairs a tile reduces over: 32 d, or 32 keys
+  /// The products take C tiles two query tiles at a time (amx::gemm's 2 x 2 blocks): 64 queries are 2
+  /// such pairs.
+  static_assert(TileTraits::kBlockQ % (2 * kTileCols) == 0, "the query tile must be whole pairs of 16-query C tiles");
+  /// S^T's last 16-key C tile must end inside the score tile (Bc x Br floats), which it overwrites.
+  /// Otherwise (an ATTEND_KERNEL_BLOCK_K that is not a multiple of 16) the kernel is not offered.
+  static constexpr bool kFits = TileTraits::kBlockK % kTileRows == 0;
+  /// Key pairs of a key tile padded to whole reduction steps: the rows of Pp and the columns of V^T
+  /// by pairs (32 at Bc = 64: two steps).
+  static constexpr Index kKeyPairs = ((TileTraits::kBlockK + 1) / 2 + kTilePairs - 1) / kTilePairs * kTilePairs;
+  static_assert(kKeyPairs % kTilePairs == 0 && 2 * kKeyPairs >= TileTraits::kBlockK, "whole steps over a key tile");
+  /// Head dimensions padded to whole tiles: d to whole reduction steps (32), dv to whole C tile rows.
+  static constexpr Index padded_d(Index D) { return (D + 2 * kTilePairs - 1) / (2 * kTilePairs) * (2 * kTilePairs); }
+  static constexpr Index padded_dv(Index Dv) { return (Dv + kTileRows - 1) / kTileRows * kTileRows; }
+};
+
 /// The backward's work decomposition (backward/flash.hpp). An item computes dk and dv of a range of
 /// keys of one (b, kv head) completely, looping over all its query heads and query tiles, and adds its
 /// share of each query tile's dq in the split order (parallel.hpp, in_turn).

@@ -13,6 +13,9 @@
  *       build-arm64/tests/attend_shapes_test --gtest_filter='...'
  *   c++filt < counts.txt          (the names are mangled)
  *
+ * scripts/qemu/one_call.cpp runs a single forward call (a path and a shape, one thread), for counts
+ * of the kernels alone; docs/perf-notes.md has the NEON micro-kernel's counts.
+ *
  * Arguments (-plugin ./insn_count.so,arg=value,...):
  *   top=N        functions listed, most instructions first (default 25)
  *   match=TEXT   count only functions whose (mangled) name contains TEXT; the total stays the total

@@ -67,6 +67,8 @@ struct Bf16Pairs {
   static constexpr int kMinChains = 12;
   static constexpr bool kPinB = false;
   static constexpr bool kFusedMadd = true;
+  /// No multiply-add by lane: x86 has none (an A pair is broadcast by the load itself).
+  static constexpr bool kLaneFma = false;
 
   static EIGEN_ALWAYS_INLINE Packet zero() { return _mm512_setzero_ps(); }
   /// One bf16 pair (4 bytes, any alignment) broadcast to every lane.

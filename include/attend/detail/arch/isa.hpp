@@ -14,6 +14,8 @@
 //   ATTEND_HAVE_BF16_DOT   1 where bf16 products run on AVX512_BF16's vdpbf16ps (arch/avx512_bf16.hpp)
 //   ATTEND_HAVE_AMX_BF16   1 where bf16 products may also run on AMX tiles (arch/amx.hpp): AVX512_BF16
 //                          with AMX-TILE and AMX-BF16 (-march=sapphirerapids, -march=native there)
+//   ATTEND_ARCH_NEON       1 where the AArch64 NEON forms (arch/neon.hpp) are: Eigen's NEON packets
+//                          (not SVE's) with fused multiply-adds on AArch64
 //
 // Every name distinguishes code that differs: two translation units with the same name compile
 // attend's inline functions to the same instructions, and two with different names to different
@@ -43,6 +45,13 @@
 #define ATTEND_HAVE_AMX_BF16 1
 #else
 #define ATTEND_HAVE_AMX_BF16 0
+#endif
+
+#if defined(EIGEN_VECTORIZE_NEON) && !defined(EIGEN_VECTORIZE_SVE) && defined(__aarch64__) && \
+    defined(__ARM_FEATURE_FMA)
+#define ATTEND_ARCH_NEON 1
+#else
+#define ATTEND_ARCH_NEON 0
 #endif
 
 // x86: the x86-64 levels (v4 = AVX-512 F, BW, DQ, VL, CD; v3 = AVX2, FMA; v2 = SSE4.2) and what lies

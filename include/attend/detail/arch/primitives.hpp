@@ -18,9 +18,12 @@
 //   keep_in_registers(a..d)     pins loaded packets in registers (decode blocks; one packet:
 //                               the micro-kernel's B packets where FmaOps::kPinB)
 //   stream_fence()              orders non-temporal stores before a hand-off to another thread
+//   schedule_fence()            keeps the compiler's scheduler from moving code across it (the
+//                               micro-kernel's lane steps on NEON; a no-op elsewhere)
 //   prefetch_l2(p)              requests a cache line into L2
 //   FmaOps<Acc>, Bf16PairOps    multiply-add policies of the products (Bf16PairOps: AVX512_BF16
-//                               pairs, arch/avx512_bf16.hpp), kBf16Dot<T> where the latter serves T
+//                               pairs, arch/avx512_bf16.hpp), kBf16Dot<T> where the latter serves T;
+//                               FmaOps' multiply-add by lane of A (kLaneFma: AArch64, arch/neon.hpp)
 //   kBf16Amx<T>, bf16_amx_pays()   whether T's flash tiles can, and on this CPU do, take AMX tile
 //                               products (arch/amx.hpp; the policy is AmxTiles, kernel/products.hpp)
 
@@ -45,6 +48,9 @@
 #endif
 #if ATTEND_ARCH_AVX2
 #include "attend/detail/arch/avx2.hpp"
+#endif
+#if ATTEND_ARCH_NEON
+#include "attend/detail/arch/neon.hpp"
 #endif
 #if defined(__SSE__) || defined(_M_X64)
 #include <xmmintrin.h>  // _mm_prefetch, _mm_sfence
@@ -109,6 +115,54 @@ struct FmaOps {
   static EIGEN_ALWAYS_INLINE BPacket load_b_partial(const BUnit* p, Index n);
   static EIGEN_ALWAYS_INLINE Packet madd(const APacket& a, const BPacket& b, const Packet& acc) {
     return Eigen::internal::pmadd(a, b, acc);
+  }
+
+  // ---- multiply-add by lane of A ----
+  // Where kLaneFma, the micro-kernel loads kALanes consecutive values of A at once (load_a_lanes: 4
+  // steps of k of one row where A is contiguous along k, or 4 rows of one step where it is contiguous
+  // along rows) and multiplies B by each lane (madd_lane), instead of one broadcast per value: with
+  // NEON's 6 x 4 block, 6 loads per 4 steps of k instead of 24. madd_lane rounds as madd does (one
+  // fused multiply-add), so which form runs never changes a bit. The generic form (a register of
+  // values, each broadcast when used) serves any target, for tests of the micro-kernel's lane forms;
+  // the kernels take it only where it is one instruction.
+
+  /// Whether the micro-kernel multiplies by lanes of A (AArch64: `fmla v.4s, v.4s, v.s[lane]`).
+  static constexpr bool kLaneFma = ATTEND_ARCH_NEON && (std::is_same_v<Acc, float> || std::is_same_v<Acc, double>);
+  /// Values of A per ALanes: a packet's.
+  static constexpr int kALanes = kLanes;
+#if ATTEND_ARCH_NEON
+  using ALanes = std::conditional_t<kLaneFma, neon::Lanes<Acc>, Packet>;  ///< kALanes values of A
+#else
+  using ALanes = Packet;  ///< kALanes values of A
+#endif
+  /// The N (1 <= N <= kALanes) values of A at p (any alignment) in the low lanes; reads nothing past
+  /// p + N.
+  template <int N>
+  static EIGEN_ALWAYS_INLINE ALanes load_a_lanes(const AUnit* p) {
+    static_assert(N >= 1 && N <= kALanes, "load_a_lanes: 1 to kALanes values");
+#if ATTEND_ARCH_NEON
+    if constexpr (kLaneFma) return neon::load_lanes<N>(p);
+    else
+#endif
+    {
+      alignas(64) Acc buf[kALanes] = {};
+      for (int i = 0; i < N; ++i) buf[i] = p[i];
+      return Eigen::internal::pload<Packet>(buf);
+    }
+  }
+  /// acc + b · a[kLane], rounded as madd(broadcast of a[kLane], b, acc).
+  template <int kLane>
+  static EIGEN_ALWAYS_INLINE Packet madd_lane(const ALanes& a, const BPacket& b, const Packet& acc) {
+    static_assert(kLane >= 0 && kLane < kALanes, "madd_lane: a lane of ALanes");
+#if ATTEND_ARCH_NEON
+    if constexpr (kLaneFma) return neon::madd_lane<kLane>(a, b, acc);
+    else
+#endif
+    {
+      alignas(64) Acc buf[kALanes];
+      Eigen::internal::pstore(buf, a);
+      return madd(Eigen::internal::pset1<Packet>(buf[kLane]), b, acc);
+    }
   }
 };
 
@@ -404,6 +458,14 @@ EIGEN_ALWAYS_INLINE Packet in_register(Packet x) {
 EIGEN_ALWAYS_INLINE void stream_fence() {
 #if ATTEND_ARCH_AVX512 || ATTEND_ARCH_AVX2
   _mm_sfence();
+#endif
+}
+
+/// Keeps the compiler's instruction scheduler from moving code across this point: arch/neon.hpp says
+/// why the micro-kernel's lane steps need it there. Elsewhere a no-op: x86 loads fold into the FMAs.
+EIGEN_ALWAYS_INLINE void schedule_fence() {
+#if ATTEND_ARCH_NEON
+  neon::schedule_fence();
 #endif
 }
 

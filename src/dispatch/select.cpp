@@ -3,8 +3,8 @@
 // picks the best, or the one the environment variable ATTEND_ISA names, and hands its table to every
 // call (detail/runtime.hpp). Chosen once, on first use, by a function-local static.
 //
-// ATTEND_ISA takes a level's name (x86-64, x86-64-v3, x86-64-v4, x86-64-v4-bf16) or its instruction
-// set's as Dispatch::isa reports it (sse2, avx2, avx512, avx512_bf16). A level the machine cannot
+// ATTEND_ISA takes a level's name (x86-64, x86-64-v3, x86-64-v4, x86-64-v4-bf16, x86-64-v4-amx) or its
+// instruction set's as Dispatch::isa reports it (sse2, avx2, avx512, avx512_bf16, avx512_bf16_amx). A level the machine cannot
 // run is not taken: the best level it can is, with a warning on stderr.
 #include <attend/detail/runtime.hpp>
 
@@ -33,7 +33,7 @@ struct Variant {
 #if defined(__x86_64__) || defined(__i386__)
 /// The CPU's features and the registers the OS saves (XCR0), as the x86-64 levels need them.
 struct X86 {
-  bool v3 = false, v4 = false, bf16 = false;
+  bool v3 = false, v4 = false, bf16 = false, amx = false;
 };
 
 unsigned long long xcr0() {
@@ -63,6 +63,10 @@ X86 detect_x86() {
   f.v4 = f.v3 && zmm && avx512f && avx512dq && avx512cd && avx512bw && avx512vl;
   unsigned a71 = 0, b71 = 0, c71 = 0, d71 = 0;
   f.bf16 = f.v4 && __get_cpuid_count(7, 1, &a71, &b71, &c71, &d71) && ((a71 >> 5) & 1);
+  // AMX-BF16 and AMX-TILE (leaf 7 EDX bits 22, 24), and the tile state in XCR0 (TILECFG, TILEDATA:
+  // bits 17, 18). Linux keeps those bits set and faults a process's first tile instruction unless it
+  // asked for the state (arch_prctl), which the variant does itself, falling back where refused.
+  f.amx = f.bf16 && ((d7 >> 22) & 1) && ((d7 >> 24) & 1) && (x & 0x60000) == 0x60000;
   return f;
 }
 #endif
@@ -75,6 +79,7 @@ bool supports(const char* level) {
   if (std::strcmp(level, "x86-64-v3") == 0) return f.v3;
   if (std::strcmp(level, "x86-64-v4") == 0) return f.v4;
   if (std::strcmp(level, "x86-64-v4-bf16") == 0) return f.bf16;
+  if (std::strcmp(level, "x86-64-v4-amx") == 0) return f.amx;
   return false;
 #else
   (void)level;

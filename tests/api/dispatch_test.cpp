@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>  // std::getenv
+#if defined(ATTEND_DISPATCH) && defined(__x86_64__)
+#include <cpuid.h>  // __get_cpuid_count
+#endif
 #include <string>
 #include <utility>  // std::pair
 #include <vector>
@@ -14,6 +17,18 @@
 #include "support/reference.hpp"
 
 namespace {
+
+#if defined(ATTEND_DISPATCH) && defined(__x86_64__)
+/// AMX-TILE and AMX-BF16 in CPUID and their state in XCR0: what the selector asks of x86-64-v4-amx,
+/// checked here independently of it.
+bool cpu_has_amx() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 22) & 1) || !((d >> 24) & 1)) return false;
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 0x60000u) == 0x60000u;
+}
+#endif
 
 using attend::Dispatch;
 using attend::FlashAttentionConfig;
@@ -161,7 +176,8 @@ TEST(Dispatch, IsaNamesTheTargetOfTheKernels) {
   const std::string isa = d.isa;
 #if defined(__x86_64__)
   const std::vector<std::pair<std::string, std::string>> levels = {
-      {"x86-64", "sse2"}, {"x86-64-v3", "avx2"}, {"x86-64-v4", "avx512"}, {"x86-64-v4-bf16", "avx512_bf16"}};
+      {"x86-64", "sse2"},         {"x86-64-v3", "avx2"}, {"x86-64-v4", "avx512"}, {"x86-64-v4-bf16", "avx512_bf16"},
+      {"x86-64-v4-amx", "avx512_bf16_amx"}};
   bool known = false;
   for (const auto& [level, level_isa] : levels) known = known || isa == level_isa;
   EXPECT_TRUE(known) << isa;
@@ -174,8 +190,9 @@ TEST(Dispatch, IsaNamesTheTargetOfTheKernels) {
       const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
       const bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+      const bool bf16 = v4 && __builtin_cpu_supports("avx512bf16");
       const bool runs = level == "x86-64" || (level == "x86-64-v3" && v3) || (level == "x86-64-v4" && v4) ||
-                        (level == "x86-64-v4-bf16" && v4 && __builtin_cpu_supports("avx512bf16"));
+                        (level == "x86-64-v4-bf16" && bf16) || (level == "x86-64-v4-amx" && bf16 && cpu_has_amx());
       if (runs) {
         EXPECT_EQ(isa, level_isa) << "ATTEND_ISA=" << forced;
       }

@@ -10,6 +10,9 @@
 #include <cstdlib>  // std::getenv
 #include <cstring>  // std::strcmp
 #include <string>   // std::string, std::to_string
+#if defined(ATTEND_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>  // __get_cpuid_count
+#endif
 
 namespace {
 
@@ -30,8 +33,11 @@ const char* isa_of_level(const char* level) {
     const char* name;
     const char* isa;
   };
-  static const Level levels[] = {
-      {"x86-64", "sse2"}, {"x86-64-v3", "avx2"}, {"x86-64-v4", "avx512"}, {"x86-64-v4-bf16", "avx512_bf16"}};
+  static const Level levels[] = {{"x86-64", "sse2"},
+                                 {"x86-64-v3", "avx2"},
+                                 {"x86-64-v4", "avx512"},
+                                 {"x86-64-v4-bf16", "avx512_bf16"},
+                                 {"x86-64-v4-amx", "avx512_bf16_amx"}};
   for (const Level& l : levels) {
     if (std::strcmp(level, l.name) != 0) continue;
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -39,7 +45,13 @@ const char* isa_of_level(const char* level) {
     const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     const bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                     __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-    const bool runs[] = {true, v3, v4, v4 && __builtin_cpu_supports("avx512bf16")};
+    const bool bf16 = v4 && __builtin_cpu_supports("avx512bf16");
+    // AMX-TILE and AMX-BF16 (CPUID leaf 7, EDX bits 24 and 22) and their state in XCR0 (bits 17, 18).
+    unsigned a = 0, b = 0, c = 0, d = 0, lo = 0, hi = 0;
+    const bool amx_cpu = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((d >> 22) & 1) && ((d >> 24) & 1);
+    if (amx_cpu) __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;  // XCR0's upper half: no state bit there is needed
+    const bool runs[] = {true, v3, v4, bf16, bf16 && amx_cpu && (lo & 0x60000u) == 0x60000u};
     if (!runs[&l - levels]) return nullptr;
 #endif
     return l.isa;

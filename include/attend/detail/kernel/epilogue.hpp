@@ -6,8 +6,9 @@
 
 #include <algorithm>    // std::min
 #include <cstddef>      // std::size_t
-#include <cstdint>      // std::uintptr_t
-#include <type_traits>  // std::is_invocable_v
+#include <cstdint>      // std::uintptr_t, std::uint32_t, std::uint64_t
+#include <cstring>      // std::memcpy
+#include <type_traits>  // std::conditional_t, std::is_invocable_v
 
 #include "attend/detail/abi.hpp"
 #include "attend/detail/arch/primitives.hpp"
@@ -127,15 +128,30 @@ void write_rows(const acc_t<T>* src, Index ld, Index rows, Index n, const Factor
       Index r = e / n;          // the row of the packet at e
       Index row_end = (r + 1) * n;
       Acc fr = row_factor<Acc>(factor, r);
+      // A straddling packet's factors come from a lane mask (all ones in the lanes of row r): built
+      // in memory when the split point changes, which for n a multiple of L is once per call.
+      // Built per packet from a lanes[] array, the store-forwarding stall of its reload cost more
+      // than the alignment gained.
+      using Bits = std::conditional_t<sizeof(Acc) == 8, std::uint64_t, std::uint32_t>;
+      static_assert(sizeof(Bits) == sizeof(Acc), "a lane mask needs an unsigned type of the lane's size");
+      Index mask_split = -1;
+      Packet mask = pset1<Packet>(Acc(0));
       for (; e + L <= total; e += L) {
         Packet f;
         if (e + L <= row_end) {
           f = pset1<Packet>(fr);
         } else {  // rows r and r + 1 (n >= L: never three); r + 1 < rows, as e + L <= total
-          const Acc fn = row_factor<Acc>(factor, r + 1);
-          alignas(64) Acc lanes[L];
-          for (Index l = 0; l < L; ++l) lanes[l] = e + l < row_end ? fr : fn;
-          f = pload<Packet>(lanes);
+          const Index split = row_end - e;  // lanes of row r
+          if (split != mask_split) {
+            alignas(64) Acc lanes[L];
+            for (Index l = 0; l < L; ++l) {
+              const Bits b = l < split ? ~Bits(0) : Bits(0);
+              std::memcpy(&lanes[l], &b, sizeof(Acc));
+            }
+            mask = pload<Packet>(lanes);
+            mask_split = split;
+          }
+          f = por(pand(mask, pset1<Packet>(fr)), pandnot(pset1<Packet>(row_factor<Acc>(factor, r + 1)), mask));
         }
         store_packet(dst + e, pmul(f, ploadu<Packet>(src + e)), stream);
         if (e + L >= row_end && r + 1 < rows) {  // the next packet starts in the next row
